@@ -6,9 +6,11 @@ __version__ = "0.1.0"
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_init.ipynb #2b4d7ad5
+# %% ../nbs/99_init.ipynb #2e8eacbc
 from .padding import *
 from .padding import __all__ as _padding_all
+from .im2col import *
+from .im2col import __all__ as _im2col_all
 
-# %% ../nbs/99_init.ipynb #d08080cf
-__all__ = [*_padding_all]
+# %% ../nbs/99_init.ipynb #a2e6f807
+__all__ = [*_padding_all, *_im2col_all]
