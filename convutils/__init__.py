@@ -6,11 +6,13 @@ __version__ = "0.1.0"
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_init.ipynb #2e8eacbc
+# %% ../nbs/99_init.ipynb #074276da
 from .padding import *
 from .padding import __all__ as _padding_all
 from .im2col import *
 from .im2col import __all__ as _im2col_all
+from .initializers import *
+from .initializers import __all__ as _initializers_all
 
-# %% ../nbs/99_init.ipynb #a2e6f807
-__all__ = [*_padding_all, *_im2col_all]
+# %% ../nbs/99_init.ipynb #1203340d
+__all__ = [*_padding_all, *_im2col_all, *_initializers_all]
