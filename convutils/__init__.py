@@ -6,13 +6,19 @@ __version__ = "0.1.0"
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_init.ipynb #074276da
+# %% ../nbs/99_init.ipynb #2c73d142
 from .padding import *
 from .padding import __all__ as _padding_all
 from .im2col import *
 from .im2col import __all__ as _im2col_all
+from .convolution import *
+from .convolution import __all__ as _convolution_all
 from .initializers import *
 from .initializers import __all__ as _initializers_all
+from .batching import *
+from .batching import __all__ as _batching_all
+from .backward import *
+from .backward import __all__ as _backward_all
 
-# %% ../nbs/99_init.ipynb #1203340d
-__all__ = [*_padding_all, *_im2col_all, *_initializers_all]
+# %% ../nbs/99_init.ipynb #ee141217
+__all__ = [*_padding_all, *_im2col_all, *_convolution_all, *_initializers_all, *_batching_all, *_backward_all]

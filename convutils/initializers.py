@@ -6,13 +6,13 @@
 __all__ = ['calc_fan', 'truncated_normal', 'he_uniform', 'he_normal', 'glorot_uniform', 'glorot_normal', 'calc_gain',
            'variance_scaling']
 
-# %% ../nbs/03_initializers.ipynb #46c72a8e
+# %% ../nbs/03_initializers.ipynb #50a7363d
 import math
 import numbers
 import numpy as np
 from .padding import check_int
 
-# %% ../nbs/03_initializers.ipynb #479ccaa1
+# %% ../nbs/03_initializers.ipynb #595010d2
 def _random_source(rng=None):
     "The object whose `normal`, `uniform` and `shuffle` methods make the draws for an `rng` argument."
     if rng is None: return np.random  # module functions draw from the global RandomState that np.random.seed seeds
@@ -21,7 +21,7 @@ def _random_source(rng=None):
         return np.random.default_rng(check_int(rng, 'rng', 0))
     raise TypeError(f"rng must be None, an int >= 0 or a np.random.Generator, got {rng!r} of type {type(rng).__name__}")
 
-# %% ../nbs/03_initializers.ipynb #6e0d7270
+# %% ../nbs/03_initializers.ipynb #f0e376b5
 def calc_fan(weight_shape, # (n_in, n_out) for a dense layer, (*kernel, in_ch, out_ch) for a convolution
             ) -> tuple:
     "`(fan_in, fan_out)` of a weight: inputs feeding each output unit, outputs fed by each input."
@@ -34,7 +34,7 @@ def calc_fan(weight_shape, # (n_in, n_out) for a dense layer, (*kernel, in_ch, o
     receptive_field = math.prod(shape[:-2])
     return receptive_field * shape[-2], receptive_field * shape[-1]
 
-# %% ../nbs/03_initializers.ipynb #060c5460
+# %% ../nbs/03_initializers.ipynb #2b8b04bc
 def _positive_fans(weight_shape) -> tuple:
     "`(weight_shape, fan_in, fan_out)` with the shape as a tuple of ints, or raise if a fan is < 1."
     fan_in, fan_out = calc_fan(weight_shape)
@@ -43,7 +43,7 @@ def _positive_fans(weight_shape) -> tuple:
         raise ValueError(f"weight_shape {weight_shape} gives fan_in={fan_in} and fan_out={fan_out}; an initialiser needs both >= 1")
     return weight_shape, fan_in, fan_out
 
-# %% ../nbs/03_initializers.ipynb #bef81ed2
+# %% ../nbs/03_initializers.ipynb #812c0644
 def _check_positive(value, name:str) -> float:
     "`value` as a `float`, or raise unless it is a finite real number > 0."
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
@@ -51,7 +51,7 @@ def _check_positive(value, name:str) -> float:
     if not (math.isfinite(value) and value > 0): raise ValueError(f"{name} must be finite and > 0, got {value}")
     return float(value)
 
-# %% ../nbs/03_initializers.ipynb #253dcbf8
+# %% ../nbs/03_initializers.ipynb #c64d6e1f
 def _real_array(value, name:str, positive:bool=False) -> np.ndarray:
     "`value` as a float64 array, or raise unless every entry is finite (and > 0 if `positive`)."
     array = np.asarray(value)
@@ -64,7 +64,7 @@ def _real_array(value, name:str, positive:bool=False) -> np.ndarray:
         raise ValueError(f"{name} must be finite{' and > 0' if positive else ''}, got {array[~ok][0]}{where}")
     return array
 
-# %% ../nbs/03_initializers.ipynb #06044e8e
+# %% ../nbs/03_initializers.ipynb #505bf551
 def truncated_normal(mean,      # mean of the normal, a number or an array broadcasting to out_shape
                      std,       # standard deviation before truncation (finite, > 0), number or array
                      out_shape, # shape of the result, an int, or None for a single float
@@ -85,7 +85,7 @@ def truncated_normal(mean,      # mean of the normal, a number or an array broad
         reject = (samples >= high) | (samples <= low)
     return samples
 
-# %% ../nbs/03_initializers.ipynb #8593e286
+# %% ../nbs/03_initializers.ipynb #cac0b8fc
 def _broadcast_shape(out_shape, mean, std) -> tuple:
     "`out_shape` as a tuple of ints, or raise if it is not a shape or `mean`/`std` do not broadcast to it."
     if isinstance(out_shape, numbers.Integral) and not isinstance(out_shape, (bool, np.bool_)): shape = (check_int(out_shape, 'out_shape', 0),)
@@ -98,7 +98,7 @@ def _broadcast_shape(out_shape, mean, std) -> tuple:
         raise ValueError(f"mean of shape {mean.shape} and std of shape {std.shape} do not broadcast to out_shape {shape}")
     return shape
 
-# %% ../nbs/03_initializers.ipynb #a6af2eca
+# %% ../nbs/03_initializers.ipynb #18f0eded
 def _truncated_scalar(source, mean, std, low, high) -> float:
     "One truncated-normal draw, as a Python float."
     if mean.ndim or std.ndim:
@@ -107,7 +107,7 @@ def _truncated_scalar(source, mean, std, low, high) -> float:
     while not low < sample < high: sample = source.normal(float(mean), float(std))
     return float(sample)
 
-# %% ../nbs/03_initializers.ipynb #474e0958
+# %% ../nbs/03_initializers.ipynb #a3d5a691
 def he_uniform(weight_shape, # (n_in, n_out) or (*kernel, in_ch, out_ch)
                *, rng=None,  # None (global np.random), an int seed or a np.random.Generator
               ) -> np.ndarray:
@@ -116,7 +116,7 @@ def he_uniform(weight_shape, # (n_in, n_out) or (*kernel, in_ch, out_ch)
     limit = np.sqrt(6 / fan_in)
     return _random_source(rng).uniform(-limit, limit, size=weight_shape)
 
-# %% ../nbs/03_initializers.ipynb #eb8b8459
+# %% ../nbs/03_initializers.ipynb #d38a0d7d
 def he_normal(weight_shape, # (n_in, n_out) or (*kernel, in_ch, out_ch)
               *, rng=None,  # None (global np.random), an int seed or a np.random.Generator
              ) -> np.ndarray:
@@ -124,7 +124,7 @@ def he_normal(weight_shape, # (n_in, n_out) or (*kernel, in_ch, out_ch)
     weight_shape, fan_in, _ = _positive_fans(weight_shape)
     return truncated_normal(0, np.sqrt(2 / fan_in), weight_shape, rng=rng)
 
-# %% ../nbs/03_initializers.ipynb #efe7fcc5
+# %% ../nbs/03_initializers.ipynb #3b9052af
 def glorot_uniform(weight_shape,    # (n_in, n_out) or (*kernel, in_ch, out_ch)
                    gain:float=1.0,  # scale factor, e.g. calc_gain('tanh'); finite and > 0
                    *, rng=None,     # None (global np.random), an int seed or a np.random.Generator
@@ -134,7 +134,7 @@ def glorot_uniform(weight_shape,    # (n_in, n_out) or (*kernel, in_ch, out_ch)
     limit = _check_positive(gain, 'gain') * np.sqrt(6 / (fan_in + fan_out))
     return _random_source(rng).uniform(-limit, limit, size=weight_shape)
 
-# %% ../nbs/03_initializers.ipynb #e83e3a28
+# %% ../nbs/03_initializers.ipynb #a5b27fbd
 def glorot_normal(weight_shape,   # (n_in, n_out) or (*kernel, in_ch, out_ch)
                   gain:float=1.0, # scale factor, e.g. calc_gain('tanh'); finite and > 0
                   *, rng=None,    # None (global np.random), an int seed or a np.random.Generator
@@ -144,14 +144,14 @@ def glorot_normal(weight_shape,   # (n_in, n_out) or (*kernel, in_ch, out_ch)
     std = _check_positive(gain, 'gain') * np.sqrt(2 / (fan_in + fan_out))
     return truncated_normal(0, std, weight_shape, rng=rng)
 
-# %% ../nbs/03_initializers.ipynb #7502b575
+# %% ../nbs/03_initializers.ipynb #777e3560
 _TRUNCATED_STD = 0.87962566103423978  # std of a standard normal truncated to (-2, 2): sqrt(1 - 4 phi(2) / (Phi(2) - Phi(-2)))
 
-# %% ../nbs/03_initializers.ipynb #cf7b1e68
+# %% ../nbs/03_initializers.ipynb #d654734f
 _LINEAR_GAINS = ('linear', 'conv1d', 'conv2d', 'conv3d', 'conv_transpose1d', 'conv_transpose2d', 'conv_transpose3d', 'sigmoid')
 _GAINS = _LINEAR_GAINS + ('tanh', 'relu', 'leaky_relu', 'selu')
 
-# %% ../nbs/03_initializers.ipynb #210914d1
+# %% ../nbs/03_initializers.ipynb #d48bab48
 def calc_gain(nonlinearity:str, # activation after the layer: 'linear', 'conv2d', 'sigmoid', 'tanh', 'relu', 'leaky_relu', 'selu', ...
               param=None,       # negative slope for 'leaky_relu' (default 0.01); ignored otherwise, as in PyTorch
              ) -> float:
@@ -165,18 +165,18 @@ def calc_gain(nonlinearity:str, # activation after the layer: 'linear', 'conv2d'
         return math.sqrt(2.0 / (1 + slope ** 2))
     return {'tanh': 5 / 3, 'relu': math.sqrt(2.0), 'selu': 3 / 4}.get(nonlinearity, 1.0)
 
-# %% ../nbs/03_initializers.ipynb #7b72ee9f
+# %% ../nbs/03_initializers.ipynb #478b27c5
 _MODES = ('fan_in', 'fan_out', 'fan_avg')
 _DISTRIBUTIONS = ('truncated_normal', 'untruncated_normal', 'uniform')
 
-# %% ../nbs/03_initializers.ipynb #a8b1e66e
+# %% ../nbs/03_initializers.ipynb #9afef543
 def _check_choice(value, name:str, choices:tuple) -> str:
     "`value` if it is one of the strings `choices`, else a `ValueError` listing them."
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
     return value
 
-# %% ../nbs/03_initializers.ipynb #aa249ce8
+# %% ../nbs/03_initializers.ipynb #e3640d51
 def variance_scaling(weight_shape,        # (n_in, n_out) or (*kernel, in_ch, out_ch)
                      scale:float=1.0,     # target variance times the fan; finite and > 0
                      mode:str='fan_in',   # which fan divides scale: 'fan_in', 'fan_out' or 'fan_avg'
