@@ -7,7 +7,7 @@ __all__ = ['WORKLOADS', 'DECONV_WORKLOAD', 'MEMORY_WORKLOAD', 'gather_im2col', '
            'add_at_flat_col2im', 'median_times', 'bench_conv', 'bench_col2im', 'bench_deconv', 'bench_backward',
            'bench_memory', 'machine_info', 'run_benchmark', 'format_table', 'main']
 
-# %% ../nbs/05_benchmark.ipynb #8a83dc68
+# %% ../nbs/05_benchmark.ipynb #4462b4a0
 import argparse, json, os, platform, sys, time, tracemalloc
 import numpy as np
 from .padding import pad2D, resolve_pad1D, resolve_pad2D, calc_conv_out_dims, effective_kernel
@@ -15,7 +15,7 @@ from .im2col import col2im, im2col
 from .convolution import conv1D, conv2D, deconv2D, deconv2D_naive
 from .backward import conv2D_backward
 
-# %% ../nbs/05_benchmark.ipynb #9ea6a262
+# %% ../nbs/05_benchmark.ipynb #60e269bd
 WORKLOADS = {
     'A': dict(X=(64, 28, 28, 1), W=(3, 3, 1, 32), stride=1, pad=1, dilation=0, target=2.5),
     'B': dict(X=(32, 32, 32, 64), W=(3, 3, 64, 64), stride=1, pad=1, dilation=0, target=1.3),
@@ -26,14 +26,14 @@ WORKLOADS = {
 DECONV_WORKLOAD = dict(X=(8, 16, 16, 32), W=(3, 3, 32, 32), stride=2, pad='same', dilation=0)
 MEMORY_WORKLOAD = dict(X=(256, 32, 32, 64), W=(3, 3, 64, 64), stride=1, pad=1, dilation=0, limit_mib=160)
 
-# %% ../nbs/05_benchmark.ipynb #d883179e
+# %% ../nbs/05_benchmark.ipynb #778ab165
 def _gather_indices(kernel_rows, kernel_cols, in_ch, out_rows, out_cols, stride, dilation):
     "Row, column and channel index arrays of shape (kr*kc*in_ch, out_rows*out_cols) into the padded input."
     channel, i, j = (a.reshape(-1, 1) for a in np.meshgrid(np.arange(in_ch), np.arange(kernel_rows), np.arange(kernel_cols), indexing='ij'))
     a, b = (v.reshape(1, -1) for v in np.meshgrid(np.arange(out_rows), np.arange(out_cols), indexing='ij'))
     return a * stride + i * (dilation + 1), b * stride + j * (dilation + 1), channel
 
-# %% ../nbs/05_benchmark.ipynb #cf569421
+# %% ../nbs/05_benchmark.ipynb #db92b155
 def gather_im2col(X, W_shape, pad, stride, dilation=0):
     "im2col by one fancy-index gather: `(X_col, out_dims)`, X_col in the reference layout (rows (c, i, j), columns (a, b, n))."
     X_pad, _ = pad2D(X, pad, W_shape[:2], stride, dilation)
@@ -41,38 +41,41 @@ def gather_im2col(X, W_shape, pad, stride, dilation=0):
     rows, cols, channels = _gather_indices(*W_shape[:3], out_rows, out_cols, stride, dilation)
     return X_pad[:, rows, cols, channels].transpose(1, 2, 0).reshape(rows.shape[0], -1), (out_rows, out_cols)
 
-# %% ../nbs/05_benchmark.ipynb #29cec218
+# %% ../nbs/05_benchmark.ipynb #f632cbd5
 def reference_conv2D(X, W, stride, pad, dilation=0):
     "The reference's route: im2col by one fancy-index gather, then one GEMM (NHWC result)."
     X_col, (out_rows, out_cols) = gather_im2col(X, W.shape, pad, stride, dilation)
     W_col = W.transpose(3, 2, 0, 1).reshape(W.shape[3], -1)
     return (W_col @ X_col).reshape(W.shape[3], out_rows, out_cols, X.shape[0]).transpose(3, 1, 2, 0)
 
-# %% ../nbs/05_benchmark.ipynb #9800f891
+# %% ../nbs/05_benchmark.ipynb #108f6d07
+def _scatter_target(X_col, X_shape, W_shape, pad, stride, dilation):
+    "The zero padded image, the gather's (rows, cols, channels) index arrays and the crop back to `X_shape`."
+    n_ex, in_rows, in_cols, in_ch = X_shape
+    top, bottom, left, right = resolve_pad2D(pad, X_shape, W_shape[:2], stride, dilation)
+    _, out_rows, out_cols, _ = calc_conv_out_dims(X_shape, W_shape, stride, pad, dilation)
+    indices = _gather_indices(*W_shape[:3], out_rows, out_cols, stride, dilation)
+    img = np.zeros((n_ex, top + in_rows + bottom, left + in_cols + right, in_ch), np.result_type(X_col.dtype, np.float32))
+    return img, indices, (slice(None), slice(top, top + in_rows), slice(left, left + in_cols))
+
+# %% ../nbs/05_benchmark.ipynb #020d97af
 def add_at_col2im(X_col, X_shape, W_shape, pad, stride, dilation=0):
     "col2im as the reference does it: one `np.add.at` through the gather's (row, column, channel) index arrays (NHWC result)."
-    n_ex, in_rows, in_cols, in_ch = X_shape
-    top, bottom, left, right = resolve_pad2D(pad, X_shape, W_shape[:2], stride, dilation)
-    _, out_rows, out_cols, _ = calc_conv_out_dims(X_shape, W_shape, stride, pad, dilation)
-    rows, cols, channels = _gather_indices(*W_shape[:3], out_rows, out_cols, stride, dilation)
-    img = np.zeros((n_ex, top + in_rows + bottom, left + in_cols + right, in_ch), np.result_type(X_col.dtype, np.float32))
-    values = X_col.reshape(rows.shape[0], out_rows * out_cols, n_ex).transpose(2, 0, 1)
+    img, (rows, cols, channels), crop = _scatter_target(X_col, X_shape, W_shape, pad, stride, dilation)
+    values = X_col.reshape(*rows.shape, -1).transpose(2, 0, 1)  # (n_ex, kr*kc*in_ch, out_rows*out_cols)
     np.add.at(img, (slice(None), rows, cols, channels), values)
-    return img[:, top:top + in_rows, left:left + in_cols].copy()
+    return img[crop].copy()
 
-# %% ../nbs/05_benchmark.ipynb #8d68f318
+# %% ../nbs/05_benchmark.ipynb #e2a159dc
 def add_at_flat_col2im(X_col, X_shape, W_shape, pad, stride, dilation=0):
     "col2im by one `np.add.at` on the flattened image through flat indices (NHWC result)."
-    n_ex, in_rows, in_cols, in_ch = X_shape
-    top, bottom, left, right = resolve_pad2D(pad, X_shape, W_shape[:2], stride, dilation)
-    _, out_rows, out_cols, _ = calc_conv_out_dims(X_shape, W_shape, stride, pad, dilation)
-    rows, cols, channels = _gather_indices(*W_shape[:3], out_rows, out_cols, stride, dilation)
-    img = np.zeros((n_ex, top + in_rows + bottom, left + in_cols + right, in_ch), np.result_type(X_col.dtype, np.float32))
-    flat = ((np.arange(n_ex) * img.shape[1] + rows[..., None]) * img.shape[2] + cols[..., None]) * in_ch + channels[..., None]
+    img, (rows, cols, channels), crop = _scatter_target(X_col, X_shape, W_shape, pad, stride, dilation)
+    n_ex, pad_rows, pad_cols, in_ch = img.shape
+    flat = ((np.arange(n_ex) * pad_rows + rows[..., None]) * pad_cols + cols[..., None]) * in_ch + channels[..., None]
     np.add.at(img.reshape(-1), flat.reshape(-1), X_col.reshape(-1))
-    return img[:, top:top + in_rows, left:left + in_cols].copy()
+    return img[crop].copy()
 
-# %% ../nbs/05_benchmark.ipynb #f554e78c
+# %% ../nbs/05_benchmark.ipynb #77e9b302
 def median_times(fns, repeats:int=5) -> list:
     "Median wall time (s) of each function in `fns`, over `repeats` interleaved rounds after one warm-up call each."
     for fn in fns: fn()
@@ -82,7 +85,7 @@ def median_times(fns, repeats:int=5) -> list:
             start = time.perf_counter(); fn(); t.append(time.perf_counter() - start)
     return [float(np.median(t)) for t in times]
 
-# %% ../nbs/05_benchmark.ipynb #ac9f314b
+# %% ../nbs/05_benchmark.ipynb #5a86eaee
 def _conv_case(spec, dtype, n_ex=None, seed=0):
     "Inputs and (conv, bare GEMM, reference route) callables for one workload."
     rng = np.random.default_rng(seed)
@@ -101,7 +104,7 @@ def _conv_case(spec, dtype, n_ex=None, seed=0):
         reference = lambda: reference_conv2D(X, W, stride, pad, dilation)
     return conv, (lambda: A @ B), reference, (A.shape, B.shape)
 
-# %% ../nbs/05_benchmark.ipynb #f46ba514
+# %% ../nbs/05_benchmark.ipynb #9b7b2d5a
 def bench_conv(name:str, dtype, repeats:int=5, n_ex=None) -> dict:
     "Time conv2D/conv1D, its bare GEMM and the reference route on workload `name`."
     spec = WORKLOADS[name]
@@ -111,7 +114,7 @@ def bench_conv(name:str, dtype, repeats:int=5, n_ex=None) -> dict:
                 conv=t_conv, gemm=t_gemm, ratio=t_conv / t_gemm, target=spec['target'], ok=t_conv / t_gemm <= spec['target'],
                 reference=t_ref, reference_ratio=t_ref / t_gemm)
 
-# %% ../nbs/05_benchmark.ipynb #b520aa66
+# %% ../nbs/05_benchmark.ipynb #36172380
 def bench_col2im(repeats:int=5, n_ex=None) -> dict:
     "Time col2im and the np.add.at scatter on workload B's backward shapes, float32."
     spec = WORKLOADS['B']
@@ -123,7 +126,7 @@ def bench_col2im(repeats:int=5, n_ex=None) -> dict:
     return dict(col2im=t_col2im, add_at=t_add_at, speedup=t_add_at / t_col2im, target=30.0, ok=t_add_at / t_col2im >= 30,
                 add_at_flat=t_flat, speedup_flat=t_flat / t_col2im)
 
-# %% ../nbs/05_benchmark.ipynb #82d0b519
+# %% ../nbs/05_benchmark.ipynb #402f9146
 def bench_deconv(dtype, repeats:int=5, n_ex=None) -> dict:
     "Time deconv2D, deconv2D_naive and deconv2D's bare GEMM on the deconvolution workload."
     spec, rng = DECONV_WORKLOAD, np.random.default_rng(0)
@@ -136,7 +139,7 @@ def bench_deconv(dtype, repeats:int=5, n_ex=None) -> dict:
     return dict(dtype=np.dtype(dtype).name, deconv=t_fast, naive=t_naive, gemm=t_gemm, speedup=t_naive / t_fast,
                 ratio=t_fast / t_gemm, ok=t_naive / t_fast >= 3 and t_fast / t_gemm <= 1.5)
 
-# %% ../nbs/05_benchmark.ipynb #320556a6
+# %% ../nbs/05_benchmark.ipynb #8e76ec46
 def bench_backward(dtype, repeats:int=5, n_ex=None) -> dict:
     "Time conv2D_backward against conv2D forward on workload B (target: at most 2.5x)."
     spec, rng = WORKLOADS['B'], np.random.default_rng(0)
@@ -148,7 +151,7 @@ def bench_backward(dtype, repeats:int=5, n_ex=None) -> dict:
     ratio = t_backward / t_forward
     return dict(dtype=np.dtype(dtype).name, forward=t_forward, backward=t_backward, ratio=ratio, target=2.5, ok=ratio <= 2.5)
 
-# %% ../nbs/05_benchmark.ipynb #754b4a19
+# %% ../nbs/05_benchmark.ipynb #ec0f0101
 def bench_memory(n_ex=None) -> dict:
     "Peak memory allocated by conv2D on workload B with a batch of 256 (float32), by tracemalloc."
     spec = MEMORY_WORKLOAD
@@ -164,7 +167,7 @@ def bench_memory(n_ex=None) -> dict:
                 columns_mib=float(Z.shape[0] * Z.shape[1] * Z.shape[2] * np.prod(W.shape[:3]) * 4 / 2**20),
                 limit_mib=spec['limit_mib'], ok=peak / 2**20 <= spec['limit_mib'])
 
-# %% ../nbs/05_benchmark.ipynb #83c196a7
+# %% ../nbs/05_benchmark.ipynb #156e2e6c
 def machine_info() -> str:
     "NumPy version, BLAS library and its thread count, CPU count, platform."
     blas = 'BLAS unknown (install threadpoolctl to see it)'
@@ -175,13 +178,13 @@ def machine_info() -> str:
     except ImportError: pass
     return f"numpy {np.__version__}, {blas}, {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}"
 
-# %% ../nbs/05_benchmark.ipynb #ddf3e477
+# %% ../nbs/05_benchmark.ipynb #00174a7c
 def _load():
     "The 1-minute load average (runnable processes), or None where the OS does not report it."
     try: return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError): return None
 
-# %% ../nbs/05_benchmark.ipynb #41633dc5
+# %% ../nbs/05_benchmark.ipynb #d653b597
 def run_benchmark(repeats:int=5,  # timed rounds per line (medians)
                   n_ex=None,      # override every batch size (a quick, unrepresentative run)
                   dtypes=('float32', 'float64'),
@@ -204,7 +207,7 @@ def run_benchmark(repeats:int=5,  # timed rounds per line (medians)
     results['load_after'] = _load()
     return results
 
-# %% ../nbs/05_benchmark.ipynb #f101acba
+# %% ../nbs/05_benchmark.ipynb #587409bd
 def _verdict(ok): return 'PASS' if ok else 'FAIL'
 
 def format_table(results:dict) -> str:
@@ -236,7 +239,7 @@ def format_table(results:dict) -> str:
                   f" full column matrix would be {m['columns_mib']:.0f} MiB); limit {m['limit_mib']} MiB {_verdict(m['ok'])}"]
     return '\n'.join(lines)
 
-# %% ../nbs/05_benchmark.ipynb #61cfa1d4
+# %% ../nbs/05_benchmark.ipynb #3a9d65e2
 def main(argv=None) -> int:
     "Command-line entry point: `python -m convutils.benchmark [--repeats N] [--n-ex N] [--workloads ABCDE] [--save FILE]`; returns 0."
     parser = argparse.ArgumentParser(prog='python -m convutils.benchmark', description=__doc__ or 'convutils benchmark')
@@ -256,5 +259,5 @@ def main(argv=None) -> int:
         with open(args.save, 'w') as f: json.dump(results, f, indent=1)
     return 0
 
-# %% ../nbs/05_benchmark.ipynb #297be88f
+# %% ../nbs/05_benchmark.ipynb #85bfe95e
 if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())
