@@ -5,15 +5,13 @@
 # %% auto #0
 __all__ = ['conv2D_backward', 'conv1D_backward', 'deconv2D_backward']
 
-# %% ../nbs/06_backward.ipynb #75a0e76c
+# %% ../nbs/06_backward.ipynb #bf697546
 import numpy as np
 from .padding import (check_array, check_stride, check_dilation, calc_conv_out_dims, resolve_pad1D,
                                effective_kernel, summing_dtype)
-from .im2col import window_view
-from .convolution import (conv2D, deconv2D, _conv_setup, _deconv_setup, _blocks,
-                                   _COLUMN_BYTES, _MIN_POSITIONS, _FEW_CHANNELS)
+from .convolution import conv2D, deconv2D, _conv_setup, _deconv_setup, _column_blocks
 
-# %% ../nbs/06_backward.ipynb #536c4806
+# %% ../nbs/06_backward.ipynb #d01ad1a2
 def _check_dZ(dZ,               # the gradient of the loss with respect to the forward output
               expected:tuple,   # the forward output's shape
               forward:str,      # the forward function's name, for the message
@@ -26,7 +24,7 @@ def _check_dZ(dZ,               # the gradient of the loss with respect to the f
                          f"and W of shape {tuple(W_shape)}), got {dZ.shape}")
     return dZ
 
-# %% ../nbs/06_backward.ipynb #56f64254
+# %% ../nbs/06_backward.ipynb #baee0671
 def _weight_grad(X,              # input of shape (n_ex, in_rows, in_cols, in_ch), unpadded
                  dZ,             # output gradient (n_ex, out_rows, out_cols, out_ch), in the result dtype
                  kernel_shape,   # (kernel_rows, kernel_cols)
@@ -34,44 +32,16 @@ def _weight_grad(X,              # input of shape (n_ex, in_rows, in_cols, in_ch
                  positions=None, # output positions per block; None sizes blocks by the forward pass's buffer
                 ) -> np.ndarray:
     "dW[i, j, c, o] = sum over (n, a, b) of X_pad[n, a*s + i*(d+1), b*s + j*(d+1), c] * dZ[n, a, b, o], blockwise."
-    (n_ex, in_rows, in_cols, in_ch), (_, out_rows, out_cols, out_ch) = X.shape, dZ.shape
-    kernel_rows, kernel_cols = kernel_shape
-    top, bottom, left, right = pad_tblr
-    n_taps = kernel_rows * kernel_cols * in_ch
-    dW_T = np.zeros((out_ch, n_taps), dZ.dtype)  # transposed: dZ.T @ X_col is the faster orientation for BLAS
-    if n_ex == 0: return dW_T.T.reshape(kernel_rows, kernel_cols, in_ch, out_ch)
-    if positions is None: positions = max(_MIN_POSITIONS, _COLUMN_BYTES // (n_taps * dZ.dtype.itemsize))
-    blocks = _blocks(n_ex, out_rows, out_cols, positions)
-    used_rows = stride * (out_rows - 1) + effective_kernel(kernel_rows, dilation)
-    used_cols = stride * (out_cols - 1) + effective_kernel(kernel_cols, dilation)
-    copy_rows, copy_cols = max(0, min(in_rows, used_rows - top)), max(0, min(in_cols, used_cols - left))
-    X_pad = np.zeros((blocks[0][0].stop - blocks[0][0].start, used_rows, used_cols, in_ch), dZ.dtype)
-    windows = window_view(X_pad, (kernel_rows, kernel_cols), stride, dilation)
-    buffer = np.empty(max(len(range(n_ex)[e]) * len(range(out_rows)[r]) * len(range(out_cols)[c])
-                          for e, r, c in blocks) * n_taps, dZ.dtype)
-    loaded = None
-    for examples, rows, cols in blocks:
-        n_block = examples.stop - examples.start
-        if examples.start != loaded:  # the zero border is written once; only the interior changes
-            X_pad[:n_block, top:top + copy_rows, left:left + copy_cols] = X[examples, :copy_rows, :copy_cols]
-            loaded = examples.start
-        block = windows[:n_block, rows, cols]
-        n_pos = block.shape[0] * block.shape[1] * block.shape[2]
-        dZ_block = dZ[examples, rows, cols].reshape(n_pos, out_ch)
-        if in_ch < _FEW_CHANNELS:
-            X_col = buffer[:n_pos * n_taps].reshape(n_taps, n_pos)
-            np.copyto(X_col.reshape(kernel_rows, kernel_cols, in_ch, *block.shape[:3]), block.transpose(3, 4, 5, 0, 1, 2))
-            dW_T += dZ_block.T @ X_col.T
-        else:
-            X_col = buffer[:n_pos * n_taps].reshape(n_pos, n_taps)
-            np.copyto(X_col.reshape(block.shape), block)
-            dW_T += dZ_block.T @ X_col
-    return np.ascontiguousarray(dW_T.T).reshape(kernel_rows, kernel_cols, in_ch, out_ch)
+    out_ch = dZ.shape[3]
+    dW_T = np.zeros((out_ch, kernel_shape[0] * kernel_shape[1] * X.shape[3]), dZ.dtype)  # dZ.T @ X_col: BLAS's faster orientation
+    for (examples, rows, cols), X_col in _column_blocks(X, kernel_shape, stride, pad_tblr, dilation, dZ.shape[1:3], dZ.dtype, positions):
+        dW_T += dZ[examples, rows, cols].reshape(len(X_col), out_ch).T @ X_col
+    return np.ascontiguousarray(dW_T.T).reshape(*kernel_shape, X.shape[3], out_ch)
 
-# %% ../nbs/06_backward.ipynb #8b5bf8ea
+# %% ../nbs/06_backward.ipynb #9118ec95
 _CONV_ROUTE_CHANNELS = 8  # at stride 1, inputs with at least this many channels get dX as one conv2D; fewer use GEMM + col2im
 
-# %% ../nbs/06_backward.ipynb #378364df
+# %% ../nbs/06_backward.ipynb #07f139dd
 def _input_grad(dZ,      # output gradient (n_ex, out_rows, out_cols, out_ch), in the result dtype
                 W,       # kernel (kernel_rows, kernel_cols, in_ch, out_ch), in the result dtype
                 X_shape, # input shape (n_ex, in_rows, in_cols, in_ch)
@@ -97,7 +67,7 @@ def _input_grad(dZ,      # output gradient (n_ex, out_rows, out_cols, out_ch), i
     dX_full[:, :reach_rows, :reach_cols] = dX
     return dX_full
 
-# %% ../nbs/06_backward.ipynb #e2646d1f
+# %% ../nbs/06_backward.ipynb #f3ddc390
 def _conv2D_grads(dZ, X, W, stride, pad_tblr, dilation, input_grad=True):
     "(dX, dW) of a 2-D convolution (dX None unless `input_grad`); arguments checked, pad resolved."
     dtype = summing_dtype(dZ, X, W)
@@ -105,7 +75,7 @@ def _conv2D_grads(dZ, X, W, stride, pad_tblr, dilation, input_grad=True):
     dX = _input_grad(dZ, W, X.shape, stride, pad_tblr, dilation) if input_grad else None
     return dX, _weight_grad(X, dZ, W.shape[:2], stride, pad_tblr, dilation)
 
-# %% ../nbs/06_backward.ipynb #f90d67e8
+# %% ../nbs/06_backward.ipynb #8bcfa3e9
 def conv2D_backward(dZ,             # gradient of the loss w.r.t. conv2D's output, (n_ex, out_rows, out_cols, out_ch)
                     X,              # the forward input, (n_ex, in_rows, in_cols, in_ch)
                     W,              # the forward kernel, (kernel_rows, kernel_cols, in_ch, out_ch)
@@ -119,7 +89,7 @@ def conv2D_backward(dZ,             # gradient of the loss w.r.t. conv2D's outpu
     dZ = _check_dZ(dZ, (X.shape[0], *out_dims, W.shape[3]), 'conv2D', X.shape, W.shape)
     return _conv2D_grads(dZ, X, W, stride, pad_tblr, dilation, input_grad)
 
-# %% ../nbs/06_backward.ipynb #2bed8df4
+# %% ../nbs/06_backward.ipynb #4f1c654c
 def conv1D_backward(dZ,             # gradient of the loss w.r.t. conv1D's output, (n_ex, l_out, out_ch)
                     X,              # the forward input, (n_ex, l_in, in_ch)
                     W,              # the forward kernel, (kernel_width, in_ch, out_ch)
@@ -138,7 +108,7 @@ def conv1D_backward(dZ,             # gradient of the loss w.r.t. conv1D's outpu
     dX, dW = _conv2D_grads(dZ[:, None], X[:, None], W[None], stride, (0, 0, left, right), dilation, input_grad)
     return (dX[:, 0] if input_grad else None), dW[0]
 
-# %% ../nbs/06_backward.ipynb #d2644c3c
+# %% ../nbs/06_backward.ipynb #b8b4ff69
 def deconv2D_backward(dZ,             # gradient of the loss w.r.t. deconv2D's output, (n_ex, out_rows, out_cols, out_ch)
                       X,              # the forward input, (n_ex, in_rows, in_cols, in_ch)
                       W,              # the forward kernel, (kernel_rows, kernel_cols, in_ch, out_ch)

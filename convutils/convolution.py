@@ -5,14 +5,14 @@
 # %% auto #0
 __all__ = ['conv2D_naive', 'conv2D', 'conv1D', 'deconv2D_naive', 'deconv2D']
 
-# %% ../nbs/02_convolution.ipynb #ae3df913
+# %% ../nbs/02_convolution.ipynb #5fce65ef
 import numpy as np
 from .padding import (check_array, check_conv_shapes, check_stride, check_dilation, check_out_dims,
                                calc_conv_out_dims, calc_pad_dims_2D, resolve_pad1D, resolve_pad2D, pad2D,
                                dilate, effective_kernel, summing_dtype)
 from .im2col import window_view, col2im
 
-# %% ../nbs/02_convolution.ipynb #108f5422
+# %% ../nbs/02_convolution.ipynb #9521c724
 def _conv_setup(X, W, stride, pad, dilation):
     "Check a 2-D convolution's arguments; return (X, W, stride, dilation, (top, bottom, left, right), (out_rows, out_cols))."
     X = check_array(X, 'X', '(n_ex, in_rows, in_cols, in_ch)')
@@ -21,7 +21,7 @@ def _conv_setup(X, W, stride, pad, dilation):
     stride, dilation = check_stride(stride), check_dilation(dilation)
     return X, W, stride, dilation, resolve_pad2D(pad, X.shape, W.shape[:2], stride, dilation), (out_rows, out_cols)
 
-# %% ../nbs/02_convolution.ipynb #e1bd5854
+# %% ../nbs/02_convolution.ipynb #02361b91
 def conv2D_naive(X,              # input of shape (n_ex, in_rows, in_cols, in_ch)
                  W,              # kernel of shape (kernel_rows, kernel_cols, in_ch, out_ch)
                  stride:int,     # step between windows, on both axes
@@ -40,12 +40,12 @@ def conv2D_naive(X,              # input of shape (n_ex, in_rows, in_cols, in_ch
             Z[:, a, b] = (window[..., None] * W).sum(axis=(1, 2, 3))  # (n, kr, kc, in, 1) * (kr, kc, in, out)
     return Z
 
-# %% ../nbs/02_convolution.ipynb #a2bbd529
+# %% ../nbs/02_convolution.ipynb #61a190ac
 _COLUMN_BYTES = 4 << 20  # column buffer per block: measured on a 2-core machine with 1 MiB of L2 per core
 _MIN_POSITIONS = 256     # smallest block, so that Python's per-block overhead stays small
 _FEW_CHANNELS = 4        # below this, fill the column buffer tap by tap (long rows) rather than window by window
 
-# %% ../nbs/02_convolution.ipynb #c4342137
+# %% ../nbs/02_convolution.ipynb #10ddb55f
 def _alias_free_shift(deltas,       # byte distances (write address - read address) met by the copy, before shifting
                       page:int=4096, align:int=64):
     "The shift (a multiple of `align`) that keeps every `shift + delta` furthest from a multiple of `page`."
@@ -53,7 +53,7 @@ def _alias_free_shift(deltas,       # byte distances (write address - read addre
     distance = (shifts[:, None] + np.asarray(deltas, np.int64)[None] % page) % page
     return int(shifts[np.minimum(distance, page - distance).min(axis=1).argmax()])
 
-# %% ../nbs/02_convolution.ipynb #e01975b2
+# %% ../nbs/02_convolution.ipynb #125be7c4
 def _workspace(pad_shape, column_size, dtype, deltas):
     "A zeroed padded block and a column buffer, in one page-aligned allocation, placed to avoid 4K aliasing."
     pad_size, itemsize = int(np.prod(pad_shape)), dtype.itemsize
@@ -64,7 +64,7 @@ def _workspace(pad_shape, column_size, dtype, deltas):
     X_pad[...] = 0
     return X_pad, raw[base + column_start:base + column_start + column_size * itemsize].view(dtype)
 
-# %% ../nbs/02_convolution.ipynb #bb68b5e6
+# %% ../nbs/02_convolution.ipynb #dfe755ab
 def _blocks(n_ex, out_rows, out_cols, positions):
     "Split the output into (examples, rows, cols) slices of about `positions` positions, each contiguous in NHWC."
     per_example = out_rows * out_cols
@@ -78,7 +78,7 @@ def _blocks(n_ex, out_rows, out_cols, positions):
     return [(slice(n, n + 1), slice(a, a + 1), slice(b, min(out_cols, b + positions)))
             for n in range(n_ex) for a in range(out_rows) for b in range(0, out_cols, positions)]
 
-# %% ../nbs/02_convolution.ipynb #b50d01cb
+# %% ../nbs/02_convolution.ipynb #e10fa14e
 def _copy_deltas(X_shape, W_shape, stride, dilation, used_cols, out_cols, block_positions, few_channels, dtype):
     "Byte distances (column buffer write - padded block read) of the copy's first rows, before any shift."
     kernel_rows, kernel_cols, in_ch, _ = W_shape
@@ -91,16 +91,13 @@ def _copy_deltas(X_shape, W_shape, stride, dilation, used_cols, out_cols, block_
                   for a in range(2) for b in range(min(out_cols, 8)) for i in range(kernel_rows)]
     return [d * dtype.itemsize for d in deltas]
 
-# %% ../nbs/02_convolution.ipynb #d5204e77
-def _conv2D_gemm(X, W, stride, pad_tblr, dilation, out_dims, dtype, positions=None):
-    "Convolution as blocked im2col + GEMM with a bounded workspace; arguments already checked."
+# %% ../nbs/02_convolution.ipynb #888a6554
+def _column_blocks(X, kernel_shape, stride, pad_tblr, dilation, out_dims, dtype, positions=None):
+    "Yield `((examples, rows, cols), X_col)` for each block of the output, X_col its (positions, kr*kc*in_ch) windows."
     n_ex, in_rows, in_cols, in_ch = X.shape
-    kernel_rows, kernel_cols, _, out_ch = W.shape
-    (out_rows, out_cols), (top, bottom, left, right) = out_dims, pad_tblr
+    (kernel_rows, kernel_cols), (out_rows, out_cols), (top, bottom, left, right) = kernel_shape, out_dims, pad_tblr
     n_taps = kernel_rows * kernel_cols * in_ch
-    W_col = W.astype(dtype, copy=False).reshape(n_taps, out_ch)
-    Z = np.empty((n_ex, out_rows, out_cols, out_ch), dtype)
-    if n_ex == 0: return Z
+    if n_ex == 0: return
     if positions is None: positions = max(_MIN_POSITIONS, _COLUMN_BYTES // (n_taps * dtype.itemsize))
     blocks = _blocks(n_ex, out_rows, out_cols, positions)
     used_rows = stride * (out_rows - 1) + effective_kernel(kernel_rows, dilation)
@@ -108,8 +105,8 @@ def _conv2D_gemm(X, W, stride, pad_tblr, dilation, out_dims, dtype, positions=No
     copy_rows, copy_cols = max(0, min(in_rows, used_rows - top)), max(0, min(in_cols, used_cols - left))
     max_positions = max(len(range(n_ex)[e]) * len(range(out_rows)[r]) * len(range(out_cols)[c]) for e, r, c in blocks)
     few = in_ch < _FEW_CHANNELS
-    X_pad, column_buffer = _workspace((blocks[0][0].stop - blocks[0][0].start, used_rows, used_cols, in_ch), max_positions * n_taps,
-                                      dtype, _copy_deltas(X.shape, W.shape, stride, dilation, used_cols, out_cols, max_positions, few, dtype))
+    deltas = _copy_deltas(X.shape, (kernel_rows, kernel_cols, in_ch, None), stride, dilation, used_cols, out_cols, max_positions, few, dtype)
+    X_pad, column_buffer = _workspace((blocks[0][0].stop - blocks[0][0].start, used_rows, used_cols, in_ch), max_positions * n_taps, dtype, deltas)
     windows = window_view(X_pad, (kernel_rows, kernel_cols), stride, dilation)
     loaded = None
     for examples, rows, cols in blocks:
@@ -119,18 +116,26 @@ def _conv2D_gemm(X, W, stride, pad_tblr, dilation, out_dims, dtype, positions=No
             loaded = examples.start
         block = windows[:n_block, rows, cols]
         n_pos = block.shape[0] * block.shape[1] * block.shape[2]
-        out = Z[examples, rows, cols].reshape(n_pos, out_ch)  # a view: blocks are contiguous in Z
-        if few:
+        if few:  # tap-major: (n_taps, n_pos) rows are long and contiguous; BLAS reads the transpose
             X_col = column_buffer[:n_pos * n_taps].reshape(n_taps, n_pos)
             np.copyto(X_col.reshape(kernel_rows, kernel_cols, in_ch, *block.shape[:3]), block.transpose(3, 4, 5, 0, 1, 2))
-            np.matmul(X_col.T, W_col, out=out)
+            yield (examples, rows, cols), X_col.T
         else:
             X_col = column_buffer[:n_pos * n_taps].reshape(n_pos, n_taps)
             np.copyto(X_col.reshape(block.shape), block)
-            np.matmul(X_col, W_col, out=out)
+            yield (examples, rows, cols), X_col
+
+# %% ../nbs/02_convolution.ipynb #9f937f58
+def _conv2D_gemm(X, W, stride, pad_tblr, dilation, out_dims, dtype, positions=None):
+    "Convolution as blocked im2col + GEMM with a bounded workspace; arguments already checked."
+    out_ch = W.shape[3]
+    W_col = W.astype(dtype, copy=False).reshape(-1, out_ch)
+    Z = np.empty((X.shape[0], *out_dims, out_ch), dtype)
+    for (examples, rows, cols), X_col in _column_blocks(X, W.shape[:2], stride, pad_tblr, dilation, out_dims, dtype, positions):
+        np.matmul(X_col, W_col, out=Z[examples, rows, cols].reshape(len(X_col), out_ch))  # a view: blocks are contiguous in Z
     return Z
 
-# %% ../nbs/02_convolution.ipynb #3e5167b7
+# %% ../nbs/02_convolution.ipynb #2fa97f1c
 def conv2D(X,              # input of shape (n_ex, in_rows, in_cols, in_ch)
            W,              # kernel of shape (kernel_rows, kernel_cols, in_ch, out_ch)
            stride:int,     # step between windows, on both axes
@@ -141,7 +146,7 @@ def conv2D(X,              # input of shape (n_ex, in_rows, in_cols, in_ch)
     X, W, stride, dilation, pad_tblr, out_dims = _conv_setup(X, W, stride, pad, dilation)
     return _conv2D_gemm(X, W, stride, pad_tblr, dilation, out_dims, summing_dtype(X, W))
 
-# %% ../nbs/02_convolution.ipynb #ad48e985
+# %% ../nbs/02_convolution.ipynb #4aa5ea4d
 def conv1D(X,              # input of shape (n_ex, l_in, in_ch)
            W,              # kernel of shape (kernel_width, in_ch, out_ch)
            stride:int,     # step between windows
@@ -156,7 +161,7 @@ def conv1D(X,              # input of shape (n_ex, l_in, in_ch)
     left, right = resolve_pad1D(pad, X.shape, W.shape[0], stride, dilation)
     return _conv2D_gemm(X[:, None], W[None], stride, (0, 0, left, right), dilation, (1, l_out), summing_dtype(X, W))[:, 0]
 
-# %% ../nbs/02_convolution.ipynb #1a91b8b0
+# %% ../nbs/02_convolution.ipynb #4cadf2e5
 def _deconv_crop(pad, X_shape, W_shape, stride, dilation):
     "Crops (top, bottom, left, right) of the full transposed convolution; negative = zeros appended ('same' only)."
     if isinstance(pad, str) and pad == 'same':
@@ -167,7 +172,7 @@ def _deconv_crop(pad, X_shape, W_shape, stride, dilation):
         return tuple(crops)
     return resolve_pad2D(pad, X_shape)
 
-# %% ../nbs/02_convolution.ipynb #679a4042
+# %% ../nbs/02_convolution.ipynb #e2a89b83
 def _deconv_setup(X, W, stride, pad, dilation):
     "Check a transposed convolution's arguments; return (X, W, stride, dilation, crops, (out_rows, out_cols))."
     X = check_array(X, 'X', '(n_ex, in_rows, in_cols, in_ch)')
@@ -180,7 +185,7 @@ def _deconv_setup(X, W, stride, pad, dilation):
     check_out_dims(out_dims, X.shape[1:3], crops, W.shape[:2], stride, dilation)
     return X, W, stride, dilation, crops, out_dims
 
-# %% ../nbs/02_convolution.ipynb #8e487ae5
+# %% ../nbs/02_convolution.ipynb #03ce2214
 def deconv2D_naive(X,              # input of shape (n_ex, in_rows, in_cols, in_ch)
                    W,              # kernel of shape (kernel_rows, kernel_cols, in_ch, out_ch)
                    stride:int,     # step between the stamps of neighbouring input pixels
@@ -195,7 +200,7 @@ def deconv2D_naive(X,              # input of shape (n_ex, in_rows, in_cols, in_
     X_dil = X_dil[:, cut[0]:X_dil.shape[1] - cut[1], cut[2]:X_dil.shape[2] - cut[3]]
     return conv2D(X_dil, W[::-1, ::-1], 1, tuple(max(0, p) for p in pads), dilation)
 
-# %% ../nbs/02_convolution.ipynb #b2d977b8
+# %% ../nbs/02_convolution.ipynb #93591b39
 def _deconv_col2im(X, W, stride, pad, dilation=0):
     "Transposed convolution as one GEMM in im2col's layout followed by `col2im`."
     X, W, stride, dilation, crops, out_dims = _deconv_setup(X, W, stride, pad, dilation)
@@ -207,14 +212,14 @@ def _deconv_col2im(X, W, stride, pad, dilation=0):
     return col2im(stamps, (n_ex, *out_dims, out_ch), (kernel_rows, kernel_cols, out_ch, in_ch),
                   tuple(max(0, c) for c in crops), stride, dilation)
 
-# %% ../nbs/02_convolution.ipynb #dfdac1c4
+# %% ../nbs/02_convolution.ipynb #514e7213
 def _phase_span(phase, full, crop_before, crop_after, stride):
     "For output phase `phase` of an axis: (first, stop) phase indices kept by the crops, and the output index of the first."
     first = max(0, -(-(crop_before - phase) // stride))
     stop = -(-(full - max(0, crop_after) - phase) // stride)
     return first, stop, phase + stride * first - crop_before
 
-# %% ../nbs/02_convolution.ipynb #28147f0d
+# %% ../nbs/02_convolution.ipynb #716426b0
 def _add_stamps(stamps, stride, dilation, crops, out_dims):
     "Add stamps of shape (kr, kc, n_ex, in_rows, in_cols, out_ch) into the cropped NHWC output, one stride phase at a time."
     kernel_rows, kernel_cols, n_ex, in_rows, in_cols, out_ch = stamps.shape
@@ -243,7 +248,7 @@ def _add_stamps(stamps, stride, dilation, crops, out_dims):
             target[...] = phase[:, row_first:row_stop, col_first:col_stop]
     return Y
 
-# %% ../nbs/02_convolution.ipynb #c04df9b7
+# %% ../nbs/02_convolution.ipynb #8f92b336
 def deconv2D(X,              # input of shape (n_ex, in_rows, in_cols, in_ch)
              W,              # kernel of shape (kernel_rows, kernel_cols, in_ch, out_ch)
              stride:int,     # step between the stamps of neighbouring input pixels
