@@ -62,10 +62,28 @@ def im2col(X,              # input of shape (n_ex, in_rows, in_cols, in_ch), unp
     X_col = windows.transpose(0, 4, 5, 1, 2, 3).reshape(in_ch * kernel_rows * kernel_cols, out_rows * out_cols * n_ex)
     return X_col, pad_tblr
 
-# %% ../nbs/01_im2col.ipynb #2a15f1f4
-_ACCUMULATOR_BYTES = 1 << 20
+# %% ../nbs/01_im2col.ipynb #bf5b8dc6
+_ACCUMULATOR_BYTES = 1 << 20  # per block of channels: fits a 1 MiB L2 cache
+_TILE_BYTES = 1 << 18         # per band of rows in the final transpose
 
-# %% ../nbs/01_im2col.ipynb #145c3c9b
+# %% ../nbs/01_im2col.ipynb #0b4abc6d
+def _add_taps(acc,            # (channels, pad_rows, pad_cols, n_ex) accumulator, overwritten
+              cols,           # (channels, kernel_rows, kernel_cols, out_rows, out_cols, n_ex) column entries
+              stride:int, dilation:int):
+    "Set `acc` to the sum of every tap's columns, each added onto the padded pixels it was read from."
+    _, kernel_rows, kernel_cols, out_rows, out_cols, _ = cols.shape
+    row_span, col_span = stride * (out_rows - 1) + 1, stride * (out_cols - 1) + 1
+    taps = [(i, j) for i in range(kernel_rows) for j in range(kernel_cols)]
+    if stride == 1:  # tap (0, 0) fills the corner [:out_rows, :out_cols]; zero only the rest
+        acc[:, :out_rows, :out_cols] = cols[:, 0, 0]
+        acc[:, out_rows:], acc[:, :out_rows, out_cols:] = 0, 0
+        taps = taps[1:]
+    else: acc.fill(0)
+    for i, j in taps:
+        row0, col0 = i * (dilation + 1), j * (dilation + 1)
+        acc[:, row0:row0 + row_span:stride, col0:col0 + col_span:stride] += cols[:, i, j]
+
+# %% ../nbs/01_im2col.ipynb #05866afa
 def col2im(X_col,          # columns of shape (kernel_rows*kernel_cols*in_ch, n_ex*out_rows*out_cols), in im2col's order
            X_shape,        # shape of the unpadded input (n_ex, in_rows, in_cols, in_ch)
            W_shape,        # kernel shape (kernel_rows, kernel_cols, in_ch, out_ch)
@@ -86,18 +104,16 @@ def col2im(X_col,          # columns of shape (kernel_rows*kernel_cols*in_ch, n_
     top, bottom, left, right = pad_tblr
     pad_rows, pad_cols = top + in_rows + bottom, left + in_cols + right
     dtype = summing_dtype(X_col)
-    # a few channels at a time, in a padded buffer small enough to stay in cache
     n_block = max(1, min(in_ch, _ACCUMULATOR_BYTES // max(1, pad_rows * pad_cols * n_ex * dtype.itemsize)))
     buffer = np.empty((n_block, pad_rows, pad_cols, n_ex), dtype=dtype)
-    row_span, col_span = stride * (out_rows - 1) + 1, stride * (out_cols - 1) + 1
-    img = np.empty((n_ex, in_rows, in_cols, in_ch), dtype=dtype)
+    by_pixel = np.empty((in_rows, in_cols, in_ch, n_ex), dtype=dtype)  # step 1 of the transpose
     for first in range(0, in_ch, n_block):
         channels = slice(first, first + n_block)
         acc = buffer[:min(n_block, in_ch - first)]
-        acc.fill(0)
-        for i in range(kernel_rows):
-            for j in range(kernel_cols):
-                row0, col0 = i * (dilation + 1), j * (dilation + 1)
-                acc[:, row0:row0 + row_span:stride, col0:col0 + col_span:stride] += cols[channels, i, j]
-        img[..., channels] = acc[:, top:top + in_rows, left:left + in_cols].transpose(3, 1, 2, 0)
+        _add_taps(acc, cols[channels], stride, dilation)
+        by_pixel[:, :, channels] = acc[:, top:top + in_rows, left:left + in_cols].transpose(1, 2, 0, 3)
+    img = np.empty((n_ex, in_rows, in_cols, in_ch), dtype=dtype)
+    band = max(1, _TILE_BYTES // max(1, in_cols * in_ch * n_ex * dtype.itemsize))
+    for row in range(0, in_rows, band):  # step 2: a band of rows at a time, small enough to stay in cache
+        img[:, row:row + band] = by_pixel[row:row + band].transpose(3, 0, 1, 2)
     return img
