@@ -5,11 +5,10 @@
 # %% auto #0
 __all__ = ['conv2D_backward', 'conv1D_backward', 'deconv2D_backward']
 
-# %% ../nbs/06_backward.ipynb #bf697546
+# %% ../nbs/06_backward.ipynb #eb333d50
 import numpy as np
-from .padding import (check_array, check_stride, check_dilation, calc_conv_out_dims, resolve_pad1D,
-                               effective_kernel, summing_dtype)
-from .convolution import conv2D, deconv2D, _conv_setup, _deconv_setup, _column_blocks
+from .padding import effective_kernel, summing_dtype
+from .convolution import conv2D, deconv2D, _conv_setup, _conv1D_setup, _deconv_setup, _column_blocks
 
 # %% ../nbs/06_backward.ipynb #d01ad1a2
 def _check_dZ(dZ,               # the gradient of the loss with respect to the forward output
@@ -89,7 +88,7 @@ def conv2D_backward(dZ,             # gradient of the loss w.r.t. conv2D's outpu
     dZ = _check_dZ(dZ, (X.shape[0], *out_dims, W.shape[3]), 'conv2D', X.shape, W.shape)
     return _conv2D_grads(dZ, X, W, stride, pad_tblr, dilation, input_grad)
 
-# %% ../nbs/06_backward.ipynb #4f1c654c
+# %% ../nbs/06_backward.ipynb #77eb65e9
 def conv1D_backward(dZ,             # gradient of the loss w.r.t. conv1D's output, (n_ex, l_out, out_ch)
                     X,              # the forward input, (n_ex, l_in, in_ch)
                     W,              # the forward kernel, (kernel_width, in_ch, out_ch)
@@ -99,12 +98,8 @@ def conv1D_backward(dZ,             # gradient of the loss w.r.t. conv1D's outpu
                     *, input_grad:bool=True, # compute dX; with False, dX is returned as None
                    ) -> tuple:
     "Gradients `(dX, dW)` of `conv1D(X, W, stride, pad, dilation)`, given the output gradient `dZ`."
-    X = check_array(X, 'X', '(n_ex, l_in, in_ch)')
-    W = check_array(W, 'W', '(kernel_width, in_ch, out_ch)')
-    out_shape = calc_conv_out_dims(X.shape, W.shape, stride, pad, dilation)
-    stride, dilation = check_stride(stride), check_dilation(dilation)
-    left, right = resolve_pad1D(pad, X.shape, W.shape[0], stride, dilation)
-    dZ = _check_dZ(dZ, out_shape, 'conv1D', X.shape, W.shape)
+    X, W, stride, dilation, (left, right), l_out = _conv1D_setup(X, W, stride, pad, dilation)
+    dZ = _check_dZ(dZ, (X.shape[0], l_out, W.shape[2]), 'conv1D', X.shape, W.shape)
     dX, dW = _conv2D_grads(dZ[:, None], X[:, None], W[None], stride, (0, 0, left, right), dilation, input_grad)
     return (dX[:, 0] if input_grad else None), dW[0]
 

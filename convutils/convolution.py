@@ -146,7 +146,16 @@ def conv2D(X,              # input of shape (n_ex, in_rows, in_cols, in_ch)
     X, W, stride, dilation, pad_tblr, out_dims = _conv_setup(X, W, stride, pad, dilation)
     return _conv2D_gemm(X, W, stride, pad_tblr, dilation, out_dims, summing_dtype(X, W))
 
-# %% ../nbs/02_convolution.ipynb #4aa5ea4d
+# %% ../nbs/02_convolution.ipynb #319e7043
+def _conv1D_setup(X, W, stride, pad, dilation):
+    "Check a 1-D convolution's arguments; return (X, W, stride, dilation, (left, right), l_out)."
+    X = check_array(X, 'X', '(n_ex, l_in, in_ch)')
+    W = check_array(W, 'W', '(kernel_width, in_ch, out_ch)')
+    _, l_out, _ = calc_conv_out_dims(X.shape, W.shape, stride, pad, dilation)
+    stride, dilation = check_stride(stride), check_dilation(dilation)
+    return X, W, stride, dilation, resolve_pad1D(pad, X.shape, W.shape[0], stride, dilation), l_out
+
+# %% ../nbs/02_convolution.ipynb #238fb1f5
 def conv1D(X,              # input of shape (n_ex, l_in, in_ch)
            W,              # kernel of shape (kernel_width, in_ch, out_ch)
            stride:int,     # step between windows
@@ -154,11 +163,7 @@ def conv1D(X,              # input of shape (n_ex, l_in, in_ch)
            dilation:int=0, # zeros inserted between kernel taps
           ) -> np.ndarray:
     "1-D cross-correlation of a batch of sequences with a `(kernel_width, in_ch, out_ch)` kernel; result (n_ex, l_out, out_ch)."
-    X = check_array(X, 'X', '(n_ex, l_in, in_ch)')
-    W = check_array(W, 'W', '(kernel_width, in_ch, out_ch)')
-    _, l_out, _ = calc_conv_out_dims(X.shape, W.shape, stride, pad, dilation)
-    stride, dilation = check_stride(stride), check_dilation(dilation)
-    left, right = resolve_pad1D(pad, X.shape, W.shape[0], stride, dilation)
+    X, W, stride, dilation, (left, right), l_out = _conv1D_setup(X, W, stride, pad, dilation)
     return _conv2D_gemm(X[:, None], W[None], stride, (0, 0, left, right), dilation, (1, l_out), summing_dtype(X, W))[:, 0]
 
 # %% ../nbs/02_convolution.ipynb #4cadf2e5
