@@ -7,11 +7,11 @@ __all__ = ['WORKLOADS', 'DECONV_WORKLOAD', 'MEMORY_WORKLOAD', 'gather_im2col', '
            'add_at_flat_col2im', 'median_times', 'bench_conv', 'bench_col2im', 'bench_deconv', 'bench_backward',
            'bench_memory', 'machine_info', 'run_benchmark', 'format_table', 'main']
 
-# %% ../nbs/05_benchmark.ipynb #4462b4a0
+# %% ../nbs/05_benchmark.ipynb #c9ae74ed
 import argparse, json, os, platform, sys, time, tracemalloc
 import numpy as np
-from .padding import pad2D, resolve_pad1D, resolve_pad2D, calc_conv_out_dims, effective_kernel
-from .im2col import col2im, im2col
+from .padding import pad2D, resolve_pad1D, resolve_pad2D, calc_conv_out_dims
+from .im2col import col2im
 from .convolution import conv1D, conv2D, deconv2D, deconv2D_naive
 from .backward import conv2D_backward
 
@@ -75,12 +75,16 @@ def add_at_flat_col2im(X_col, X_shape, W_shape, pad, stride, dilation=0):
     np.add.at(img.reshape(-1), flat.reshape(-1), X_col.reshape(-1))
     return img[crop].copy()
 
-# %% ../nbs/05_benchmark.ipynb #77e9b302
-def median_times(fns, repeats:int=5) -> list:
-    "Median wall time (s) of each function in `fns`, over `repeats` interleaved rounds after one warm-up call each."
+# %% ../nbs/05_benchmark.ipynb #09ff411a
+def median_times(fns,                  # the functions to time, called without arguments
+                 repeats:int=5,        # at least this many rounds
+                 min_seconds:float=0,  # and at least this much time in all the rounds together
+                 max_rounds:int=10_000,
+                ) -> list:
+    "Median wall time (s) of each function in `fns`, over interleaved rounds after one warm-up call each."
     for fn in fns: fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
+    times, started = [[] for _ in fns], time.perf_counter()
+    while len(times[0]) < repeats or (time.perf_counter() - started < min_seconds and len(times[0]) < max_rounds):
         for fn, t in zip(fns, times):
             start = time.perf_counter(); fn(); t.append(time.perf_counter() - start)
     return [float(np.median(t)) for t in times]
@@ -104,30 +108,30 @@ def _conv_case(spec, dtype, n_ex=None, seed=0):
         reference = lambda: reference_conv2D(X, W, stride, pad, dilation)
     return conv, (lambda: A @ B), reference, (A.shape, B.shape)
 
-# %% ../nbs/05_benchmark.ipynb #9b7b2d5a
-def bench_conv(name:str, dtype, repeats:int=5, n_ex=None) -> dict:
+# %% ../nbs/05_benchmark.ipynb #7b03e638
+def bench_conv(name:str, dtype, repeats:int=5, n_ex=None, min_seconds:float=0) -> dict:
     "Time conv2D/conv1D, its bare GEMM and the reference route on workload `name`."
     spec = WORKLOADS[name]
     conv, gemm, reference, (A_shape, _) = _conv_case(spec, dtype, n_ex)
-    t_conv, t_gemm, t_ref = median_times([conv, gemm, reference], repeats)
+    t_conv, t_gemm, t_ref = median_times([conv, gemm, reference], repeats, min_seconds)
     return dict(workload=name, dtype=np.dtype(dtype).name, gemm_shape=f"({A_shape[0]}, {A_shape[1]}) @ ({A_shape[1]}, {spec['W'][-1]})",
                 conv=t_conv, gemm=t_gemm, ratio=t_conv / t_gemm, target=spec['target'], ok=t_conv / t_gemm <= spec['target'],
                 reference=t_ref, reference_ratio=t_ref / t_gemm)
 
-# %% ../nbs/05_benchmark.ipynb #36172380
-def bench_col2im(repeats:int=5, n_ex=None) -> dict:
+# %% ../nbs/05_benchmark.ipynb #a964109c
+def bench_col2im(repeats:int=5, n_ex=None, min_seconds:float=0) -> dict:
     "Time col2im and the np.add.at scatter on workload B's backward shapes, float32."
     spec = WORKLOADS['B']
     X_shape = (n_ex or spec['X'][0], *spec['X'][1:])
     _, out_rows, out_cols, _ = calc_conv_out_dims(X_shape, spec['W'], spec['stride'], spec['pad'])
     X_col = np.random.default_rng(0).standard_normal((int(np.prod(spec['W'][:3])), X_shape[0] * out_rows * out_cols)).astype(np.float32)
     args = (X_col, X_shape, spec['W'], spec['pad'], spec['stride'])
-    t_col2im, t_add_at, t_flat = median_times([lambda: col2im(*args), lambda: add_at_col2im(*args), lambda: add_at_flat_col2im(*args)], repeats)
+    t_col2im, t_add_at, t_flat = median_times([lambda: col2im(*args), lambda: add_at_col2im(*args), lambda: add_at_flat_col2im(*args)], repeats, min_seconds)
     return dict(col2im=t_col2im, add_at=t_add_at, speedup=t_add_at / t_col2im, target=30.0, ok=t_add_at / t_col2im >= 30,
                 add_at_flat=t_flat, speedup_flat=t_flat / t_col2im)
 
-# %% ../nbs/05_benchmark.ipynb #402f9146
-def bench_deconv(dtype, repeats:int=5, n_ex=None) -> dict:
+# %% ../nbs/05_benchmark.ipynb #b3fa399c
+def bench_deconv(dtype, repeats:int=5, n_ex=None, min_seconds:float=0) -> dict:
     "Time deconv2D, deconv2D_naive and deconv2D's bare GEMM on the deconvolution workload."
     spec, rng = DECONV_WORKLOAD, np.random.default_rng(0)
     X = rng.standard_normal((n_ex or spec['X'][0], *spec['X'][1:])).astype(dtype)
@@ -135,19 +139,19 @@ def bench_deconv(dtype, repeats:int=5, n_ex=None) -> dict:
     kr, kc, in_ch, out_ch = W.shape
     A, B = rng.standard_normal((X.size // in_ch, in_ch)).astype(dtype), rng.standard_normal((in_ch, kr * kc * out_ch)).astype(dtype)
     args = (spec['stride'], spec['pad'], spec['dilation'])
-    t_fast, t_naive, t_gemm = median_times([lambda: deconv2D(X, W, *args), lambda: deconv2D_naive(X, W, *args), lambda: A @ B], repeats)
+    t_fast, t_naive, t_gemm = median_times([lambda: deconv2D(X, W, *args), lambda: deconv2D_naive(X, W, *args), lambda: A @ B], repeats, min_seconds)
     return dict(dtype=np.dtype(dtype).name, deconv=t_fast, naive=t_naive, gemm=t_gemm, speedup=t_naive / t_fast,
                 ratio=t_fast / t_gemm, ok=t_naive / t_fast >= 3 and t_fast / t_gemm <= 1.5)
 
-# %% ../nbs/05_benchmark.ipynb #8e76ec46
-def bench_backward(dtype, repeats:int=5, n_ex=None) -> dict:
+# %% ../nbs/05_benchmark.ipynb #7b4fb1d8
+def bench_backward(dtype, repeats:int=5, n_ex=None, min_seconds:float=0) -> dict:
     "Time conv2D_backward against conv2D forward on workload B (target: at most 2.5x)."
     spec, rng = WORKLOADS['B'], np.random.default_rng(0)
     X = rng.standard_normal((n_ex or spec['X'][0], *spec['X'][1:])).astype(dtype)
     W = rng.standard_normal(spec['W']).astype(dtype)
     args = (spec['stride'], spec['pad'], spec['dilation'])
     dZ = rng.standard_normal(calc_conv_out_dims(X.shape, W.shape, *args)).astype(dtype)
-    t_forward, t_backward = median_times([lambda: conv2D(X, W, *args), lambda: conv2D_backward(dZ, X, W, *args)], repeats)
+    t_forward, t_backward = median_times([lambda: conv2D(X, W, *args), lambda: conv2D_backward(dZ, X, W, *args)], repeats, min_seconds)
     ratio = t_backward / t_forward
     return dict(dtype=np.dtype(dtype).name, forward=t_forward, backward=t_backward, ratio=ratio, target=2.5, ok=ratio <= 2.5)
 
@@ -184,37 +188,38 @@ def _load():
     try: return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError): return None
 
-# %% ../nbs/05_benchmark.ipynb #d653b597
-def run_benchmark(repeats:int=5,  # timed rounds per line (medians)
+# %% ../nbs/05_benchmark.ipynb #c510e63e
+def run_benchmark(repeats:int=5,  # timed rounds per line (medians), at least
                   n_ex=None,      # override every batch size (a quick, unrepresentative run)
+                  min_seconds:float=1.0, # and at least this long per line
                   dtypes=('float32', 'float64'),
                   workloads=tuple(WORKLOADS), # names of the conv workloads to run
                   progress=None,  # called with each finished line's dict, e.g. to print as you go
                  ) -> dict:
     "Run every benchmark line; return the machine, the settings and the results."
     progress = progress or (lambda r: None)
-    results = dict(machine=machine_info(), repeats=repeats, n_ex=n_ex, date=time.strftime('%Y-%m-%d %H:%M'),
+    results = dict(machine=machine_info(), repeats=repeats, min_seconds=min_seconds, n_ex=n_ex, date=time.strftime('%Y-%m-%d %H:%M'),
                    load_before=_load(), conv=[], deconv=[], backward=[])
     for dtype in dtypes:
         for name in workloads:
-            results['conv'].append(bench_conv(name, dtype, repeats, n_ex)); progress(results['conv'][-1])
-    results['col2im'] = bench_col2im(repeats, n_ex); progress(results['col2im'])
+            results['conv'].append(bench_conv(name, dtype, repeats, n_ex, min_seconds)); progress(results['conv'][-1])
+    results['col2im'] = bench_col2im(repeats, n_ex, min_seconds); progress(results['col2im'])
     for dtype in dtypes:
-        results['deconv'].append(bench_deconv(dtype, repeats, n_ex)); progress(results['deconv'][-1])
+        results['deconv'].append(bench_deconv(dtype, repeats, n_ex, min_seconds)); progress(results['deconv'][-1])
     for dtype in dtypes:
-        results['backward'].append(bench_backward(dtype, repeats, n_ex)); progress(results['backward'][-1])
+        results['backward'].append(bench_backward(dtype, repeats, n_ex, min_seconds)); progress(results['backward'][-1])
     results['memory'] = bench_memory(n_ex); progress(results['memory'])
     results['load_after'] = _load()
     return results
 
-# %% ../nbs/05_benchmark.ipynb #587409bd
+# %% ../nbs/05_benchmark.ipynb #6b670729
 def _verdict(ok): return 'PASS' if ok else 'FAIL'
 
 def format_table(results:dict) -> str:
     "The benchmark results as a text table, with each target and PASS/FAIL."
     ms = lambda t: f"{t * 1e3:9.2f}"
     lines = [f"convutils benchmark, {results['date']}: {results['machine']}",
-             f"medians of {results['repeats']} interleaved rounds" + (f", batch size overridden to {results['n_ex']}" if results['n_ex'] else '')
+             f"medians of at least {results['repeats']} interleaved rounds and {results.get('min_seconds', 0):g} s per line" + (f", batch size overridden to {results['n_ex']}" if results['n_ex'] else '')
              + f"; load average {results['load_before']} before, {results['load_after']} after",
              '', 'conv2D / conv1D against the bare GEMM they imply (times in ms)',
              f"{'wl':<3}{'dtype':<8}{'bare GEMM shape':<26}{'conv':>9}{'GEMM':>9}{'ratio':>7}{'target':>8}{'':>6}{'reference':>11}{'ratio':>7}"]
@@ -239,19 +244,20 @@ def format_table(results:dict) -> str:
                   f" full column matrix would be {m['columns_mib']:.0f} MiB); limit {m['limit_mib']} MiB {_verdict(m['ok'])}"]
     return '\n'.join(lines)
 
-# %% ../nbs/05_benchmark.ipynb #3a9d65e2
+# %% ../nbs/05_benchmark.ipynb #945eb9dd
 def main(argv=None) -> int:
     "Command-line entry point: `python -m convutils.benchmark [--repeats N] [--n-ex N] [--workloads ABCDE] [--save FILE]`; returns 0."
     parser = argparse.ArgumentParser(prog='python -m convutils.benchmark', description=__doc__ or 'convutils benchmark')
-    parser.add_argument('--repeats', type=int, default=7, help='timed rounds per line; the median is reported (default 7)')
+    parser.add_argument('--repeats', type=int, default=7, help='timed rounds per line, at least; the median is reported (default 7)')
+    parser.add_argument('--min-seconds', type=float, default=1.0, help='and at least this long per line (default 1)')
     parser.add_argument('--n-ex', type=int, default=None, help='override every batch size (quick, unrepresentative)')
     parser.add_argument('--save', default=None, help='also write the results to this JSON file')
     parser.add_argument('--workloads', default=''.join(WORKLOADS), help='conv workloads to run, e.g. BC (default: all)')
     args = parser.parse_args(argv)
-    print(f"measuring (medians of {args.repeats} rounds; about {20 * args.repeats} s) ...", file=sys.stderr)
+    print(f"measuring (medians of at least {args.repeats} rounds and {args.min_seconds:g} s per line; about {20 * args.repeats} s) ...", file=sys.stderr)
     unknown = set(args.workloads) - set(WORKLOADS)
     if unknown: parser.error(f"unknown workloads {''.join(sorted(unknown))}; choose from {''.join(WORKLOADS)}")
-    results = run_benchmark(args.repeats, args.n_ex, workloads=tuple(args.workloads),
+    results = run_benchmark(args.repeats, args.n_ex, args.min_seconds, workloads=tuple(args.workloads),
                             progress=lambda r: print('.', end='', file=sys.stderr, flush=True))
     print(file=sys.stderr)
     print(format_table(results))

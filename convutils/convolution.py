@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['conv2D_naive', 'conv2D', 'conv1D', 'deconv2D_naive', 'deconv2D']
 
-# %% ../nbs/02_convolution.ipynb #5fce65ef
+# %% ../nbs/02_convolution.ipynb #06f02b6a
 import numpy as np
 from .padding import (check_array, check_conv_shapes, check_stride, check_dilation, check_out_dims,
-                               calc_conv_out_dims, calc_pad_dims_2D, resolve_pad1D, resolve_pad2D, pad2D,
+                               calc_conv_out_dims, resolve_pad1D, resolve_pad2D, pad2D,
                                dilate, effective_kernel, summing_dtype)
 from .im2col import window_view, col2im
 
