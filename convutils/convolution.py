@@ -5,21 +5,21 @@
 # %% auto #0
 __all__ = ['conv2D_naive', 'conv2D', 'conv1D', 'deconv2D_naive', 'deconv2D']
 
-# %% ../nbs/02_convolution.ipynb #06f02b6a
+# %% ../nbs/02_convolution.ipynb #36ce36e2
+import functools, math
 import numpy as np
 from .padding import (check_array, check_conv_shapes, check_stride, check_dilation, check_out_dims,
                                calc_conv_out_dims, resolve_pad1D, resolve_pad2D, pad2D,
                                dilate, effective_kernel, summing_dtype)
-from .im2col import window_view, col2im
+from .im2col import _geometry, _windows, col2im
 
-# %% ../nbs/02_convolution.ipynb #9521c724
+# %% ../nbs/02_convolution.ipynb #9e4fc3ff
 def _conv_setup(X, W, stride, pad, dilation):
     "Check a 2-D convolution's arguments; return (X, W, stride, dilation, (top, bottom, left, right), (out_rows, out_cols))."
     X = check_array(X, 'X', '(n_ex, in_rows, in_cols, in_ch)')
     W = check_array(W, 'W', '(kernel_rows, kernel_cols, in_ch, out_ch)')
-    _, out_rows, out_cols, _ = calc_conv_out_dims(X.shape, W.shape, stride, pad, dilation)
-    stride, dilation = check_stride(stride), check_dilation(dilation)
-    return X, W, stride, dilation, resolve_pad2D(pad, X.shape, W.shape[:2], stride, dilation), (out_rows, out_cols)
+    _, _, stride, dilation, pad_tblr, out_dims = _geometry(X.shape, W.shape, pad, stride, dilation)  # im2col's checks, made once
+    return X, W, stride, dilation, pad_tblr, out_dims
 
 # %% ../nbs/02_convolution.ipynb #02361b91
 def conv2D_naive(X,              # input of shape (n_ex, in_rows, in_cols, in_ch)
@@ -45,19 +45,20 @@ _COLUMN_BYTES = 4 << 20  # column buffer per block: measured on a 2-core machine
 _MIN_POSITIONS = 256     # smallest block, so that Python's per-block overhead stays small
 _FEW_CHANNELS = 4        # below this, fill the column buffer tap by tap (long rows) rather than window by window
 
-# %% ../nbs/02_convolution.ipynb #10ddb55f
-def _alias_free_shift(deltas,       # byte distances (write address - read address) met by the copy, before shifting
+# %% ../nbs/02_convolution.ipynb #49e64723
+@functools.lru_cache(maxsize=256)  # a pure function of the shapes: a training loop asks the same question every step
+def _alias_free_shift(deltas:tuple, # byte distances (write address - read address) met by the copy, before shifting
                       page:int=4096, align:int=64):
     "The shift (a multiple of `align`) that keeps every `shift + delta` furthest from a multiple of `page`."
     shifts = np.arange(0, page, align)
     distance = (shifts[:, None] + np.asarray(deltas, np.int64)[None] % page) % page
     return int(shifts[np.minimum(distance, page - distance).min(axis=1).argmax()])
 
-# %% ../nbs/02_convolution.ipynb #125be7c4
+# %% ../nbs/02_convolution.ipynb #a825f3f7
 def _workspace(pad_shape, column_size, dtype, deltas):
     "A zeroed padded block and a column buffer, in one page-aligned allocation, placed to avoid 4K aliasing."
-    pad_size, itemsize = int(np.prod(pad_shape)), dtype.itemsize
-    column_start = -(-pad_size * itemsize // 4096) * 4096 + _alias_free_shift(deltas)
+    pad_size, itemsize = math.prod(pad_shape), dtype.itemsize
+    column_start = -(-pad_size * itemsize // 4096) * 4096 + _alias_free_shift(tuple(deltas))
     raw = np.empty(column_start + column_size * itemsize + 4096, np.uint8)
     base = -raw.ctypes.data % 4096
     X_pad = raw[base:base + pad_size * itemsize].view(dtype).reshape(pad_shape)
@@ -78,7 +79,8 @@ def _blocks(n_ex, out_rows, out_cols, positions):
     return [(slice(n, n + 1), slice(a, a + 1), slice(b, min(out_cols, b + positions)))
             for n in range(n_ex) for a in range(out_rows) for b in range(0, out_cols, positions)]
 
-# %% ../nbs/02_convolution.ipynb #e10fa14e
+# %% ../nbs/02_convolution.ipynb #3f531578
+@functools.lru_cache(maxsize=256)  # shapes in, numbers out: computed once per geometry
 def _copy_deltas(X_shape, W_shape, stride, dilation, used_cols, out_cols, block_positions, few_channels, dtype):
     "Byte distances (column buffer write - padded block read) of the copy's first rows, before any shift."
     kernel_rows, kernel_cols, in_ch, _ = W_shape
@@ -89,9 +91,9 @@ def _copy_deltas(X_shape, W_shape, stride, dilation, used_cols, out_cols, block_
     else:             # window-major buffer: window b, kernel row i is a run of kernel_cols * in_ch elements
         deltas = [a * (out_cols * n_taps - stride * row) + b * (n_taps - stride * in_ch) + i * (kernel_cols * in_ch - (dilation + 1) * row)
                   for a in range(2) for b in range(min(out_cols, 8)) for i in range(kernel_rows)]
-    return [d * dtype.itemsize for d in deltas]
+    return tuple(d * dtype.itemsize for d in deltas)
 
-# %% ../nbs/02_convolution.ipynb #888a6554
+# %% ../nbs/02_convolution.ipynb #ff6e3c4c
 def _column_blocks(X, kernel_shape, stride, pad_tblr, dilation, out_dims, dtype, positions=None):
     "Yield `((examples, rows, cols), X_col)` for each block of the output, X_col its (positions, kr*kc*in_ch) windows."
     n_ex, in_rows, in_cols, in_ch = X.shape
@@ -107,7 +109,7 @@ def _column_blocks(X, kernel_shape, stride, pad_tblr, dilation, out_dims, dtype,
     few = in_ch < _FEW_CHANNELS
     deltas = _copy_deltas(X.shape, (kernel_rows, kernel_cols, in_ch, None), stride, dilation, used_cols, out_cols, max_positions, few, dtype)
     X_pad, column_buffer = _workspace((blocks[0][0].stop - blocks[0][0].start, used_rows, used_cols, in_ch), max_positions * n_taps, dtype, deltas)
-    windows = window_view(X_pad, (kernel_rows, kernel_cols), stride, dilation)
+    windows = _windows(X_pad, kernel_rows, kernel_cols, out_rows, out_cols, stride, dilation).transpose(0, 1, 2, 4, 5, 3)
     loaded = None
     for examples, rows, cols in blocks:
         n_block = examples.stop - examples.start

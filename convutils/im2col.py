@@ -5,18 +5,18 @@
 # %% auto #0
 __all__ = ['window_view', 'im2col', 'col2im']
 
-# %% ../nbs/01_im2col.ipynb #7c80e588
+# %% ../nbs/01_im2col.ipynb #0fa884ef
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 from .padding import (check_array, check_shape, check_stride, check_dilation, check_conv_shapes,
-                               check_out_dims, conv_out_len, effective_kernel, resolve_pad2D, summing_dtype)
+                               check_out_dims, conv_out_len, resolve_pad2D, summing_dtype)
 
-# %% ../nbs/01_im2col.ipynb #40d41a93
+# %% ../nbs/01_im2col.ipynb #208a0484
 def _windows(A, kernel_rows, kernel_cols, out_rows, out_cols, stride, dilation):
     "View of the windows over axes 1 and 2 of the 4-D `A`, with axes (A0, out_rows, out_cols, A3, kernel_rows, kernel_cols)."
-    eff_rows, eff_cols = effective_kernel(kernel_rows, dilation), effective_kernel(kernel_cols, dilation)
-    view = sliding_window_view(A, (eff_rows, eff_cols), axis=(1, 2))
-    return view[:, :stride * (out_rows - 1) + 1:stride, :stride * (out_cols - 1) + 1:stride, :, ::dilation + 1, ::dilation + 1]
+    s0, s1, s2, s3 = A.strides
+    return as_strided(A, (A.shape[0], out_rows, out_cols, A.shape[3], kernel_rows, kernel_cols),
+                      (s0, stride * s1, stride * s2, s3, (dilation + 1) * s1, (dilation + 1) * s2), writeable=False)
 
 # %% ../nbs/01_im2col.ipynb #e098d7c2
 def window_view(X_pad,          # padded input of shape (n_ex, in_rows, in_cols, in_ch)

@@ -11,15 +11,16 @@ __all__ = ['check_int', 'check_stride', 'check_dilation', 'check_shape', 'check_
 import numbers
 import numpy as np
 
-# %% ../nbs/00_padding.ipynb #bf4e8cd5
+# %% ../nbs/00_padding.ipynb #c1f6c1e7
 def check_int(value,        # the value to check
               name:str,     # the argument's name, for the error message
               minimum=None, # smallest value allowed, or None
              ) -> int:
     "Return `value` as a Python `int`, or raise a `TypeError`/`ValueError` naming `name`."
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r} of type {type(value).__name__}")
-    value = int(value)
+    if type(value) is not int:  # a plain int (the usual case) skips the slower abstract-class checks
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an integer, got {value!r} of type {type(value).__name__}")
+        value = int(value)
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
     return value
