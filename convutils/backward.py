@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['conv2D_backward', 'conv1D_backward', 'deconv2D_backward']
 
-# %% ../nbs/06_backward.ipynb #eb333d50
+# %% ../nbs/06_backward.ipynb #3469a84a
 import numpy as np
 from .padding import effective_kernel, summing_dtype
-from .convolution import conv2D, deconv2D, _conv_setup, _conv1D_setup, _deconv_setup, _column_blocks
+from .convolution import conv2D, deconv2D, _conv_setup, _conv1D_setup, _deconv_setup, _column_blocks, _flipped_conv
 
 # %% ../nbs/06_backward.ipynb #d01ad1a2
 def _check_dZ(dZ,               # the gradient of the loss with respect to the forward output
@@ -37,10 +37,10 @@ def _weight_grad(X,              # input of shape (n_ex, in_rows, in_cols, in_ch
         dW_T += dZ[examples, rows, cols].reshape(len(X_col), out_ch).T @ X_col
     return np.ascontiguousarray(dW_T.T).reshape(*kernel_shape, X.shape[3], out_ch)
 
-# %% ../nbs/06_backward.ipynb #9118ec95
-_CONV_ROUTE_CHANNELS = 8  # at stride 1, inputs with at least this many channels get dX as one conv2D; fewer use GEMM + col2im
+# %% ../nbs/06_backward.ipynb #423a1e20
+_CONV_ROUTE_CHANNELS = 8  # at stride 1, inputs with at least this many channels get dX as one conv2D; fewer use deconv2D
 
-# %% ../nbs/06_backward.ipynb #07f139dd
+# %% ../nbs/06_backward.ipynb #d13f40ae
 def _input_grad(dZ,      # output gradient (n_ex, out_rows, out_cols, out_ch), in the result dtype
                 W,       # kernel (kernel_rows, kernel_cols, in_ch, out_ch), in the result dtype
                 X_shape, # input shape (n_ex, in_rows, in_cols, in_ch)
@@ -55,10 +55,7 @@ def _input_grad(dZ,      # output gradient (n_ex, out_rows, out_cols, out_ch), i
     if n_ex == 0 or reach_rows < 1 or reach_cols < 1: return np.zeros(X_shape, dZ.dtype)
     crops = (top, full_rows - top - reach_rows, left, full_cols - left - reach_cols)
     if stride == 1 and in_ch >= _CONV_ROUTE_CHANNELS:
-        pads = [effective_kernel(k, dilation) - 1 - crop for k, crop in zip(np.repeat(W.shape[:2], 2), crops)]
-        cut = [max(0, -p) for p in pads]
-        dZ_cut = dZ[:, cut[0]:dZ.shape[1] - cut[1], cut[2]:dZ.shape[2] - cut[3]]
-        dX = conv2D(dZ_cut, W[::-1, ::-1].transpose(0, 1, 3, 2), 1, tuple(max(0, p) for p in pads), dilation)
+        dX = _flipped_conv(dZ, W.transpose(0, 1, 3, 2), crops, dilation)
     else:
         dX = deconv2D(dZ, W.transpose(0, 1, 3, 2), stride, crops, dilation)
     if (reach_rows, reach_cols) == (in_rows, in_cols): return dX

@@ -79,11 +79,11 @@ def _blocks(n_ex, out_rows, out_cols, positions):
     return [(slice(n, n + 1), slice(a, a + 1), slice(b, min(out_cols, b + positions)))
             for n in range(n_ex) for a in range(out_rows) for b in range(0, out_cols, positions)]
 
-# %% ../nbs/02_convolution.ipynb #3f531578
+# %% ../nbs/02_convolution.ipynb #a57591cd
 @functools.lru_cache(maxsize=256)  # shapes in, numbers out: computed once per geometry
-def _copy_deltas(X_shape, W_shape, stride, dilation, used_cols, out_cols, block_positions, few_channels, dtype):
+def _copy_deltas(kernel_shape, stride, dilation, used_cols, out_cols, block_positions, few_channels, dtype):
     "Byte distances (column buffer write - padded block read) of the copy's first rows, before any shift."
-    kernel_rows, kernel_cols, in_ch, _ = W_shape
+    kernel_rows, kernel_cols, in_ch = kernel_shape
     n_taps, row = kernel_rows * kernel_cols * in_ch, used_cols * in_ch  # elements per window, per padded row
     if few_channels:  # tap-major buffer: tap (i, j, c) is a row of block_positions
         deltas = [((i * kernel_cols + j) * in_ch * block_positions) - (i * (dilation + 1) * row + j * (dilation + 1) * in_ch)
@@ -93,7 +93,7 @@ def _copy_deltas(X_shape, W_shape, stride, dilation, used_cols, out_cols, block_
                   for a in range(2) for b in range(min(out_cols, 8)) for i in range(kernel_rows)]
     return tuple(d * dtype.itemsize for d in deltas)
 
-# %% ../nbs/02_convolution.ipynb #ff6e3c4c
+# %% ../nbs/02_convolution.ipynb #e7202e7c
 def _column_blocks(X, kernel_shape, stride, pad_tblr, dilation, out_dims, dtype, positions=None):
     "Yield `((examples, rows, cols), X_col)` for each block of the output, X_col its (positions, kr*kc*in_ch) windows."
     n_ex, in_rows, in_cols, in_ch = X.shape
@@ -107,7 +107,7 @@ def _column_blocks(X, kernel_shape, stride, pad_tblr, dilation, out_dims, dtype,
     copy_rows, copy_cols = max(0, min(in_rows, used_rows - top)), max(0, min(in_cols, used_cols - left))
     max_positions = max(len(range(n_ex)[e]) * len(range(out_rows)[r]) * len(range(out_cols)[c]) for e, r, c in blocks)
     few = in_ch < _FEW_CHANNELS
-    deltas = _copy_deltas(X.shape, (kernel_rows, kernel_cols, in_ch, None), stride, dilation, used_cols, out_cols, max_positions, few, dtype)
+    deltas = _copy_deltas((kernel_rows, kernel_cols, in_ch), stride, dilation, used_cols, out_cols, max_positions, few, dtype)
     X_pad, column_buffer = _workspace((blocks[0][0].stop - blocks[0][0].start, used_rows, used_cols, in_ch), max_positions * n_taps, dtype, deltas)
     windows = _windows(X_pad, kernel_rows, kernel_cols, out_rows, out_cols, stride, dilation).transpose(0, 1, 2, 4, 5, 3)
     loaded = None
@@ -192,7 +192,18 @@ def _deconv_setup(X, W, stride, pad, dilation):
     check_out_dims(out_dims, X.shape[1:3], crops, W.shape[:2], stride, dilation)
     return X, W, stride, dilation, crops, out_dims
 
-# %% ../nbs/02_convolution.ipynb #03ce2214
+# %% ../nbs/02_convolution.ipynb #9647b23b
+def _flipped_conv(X,        # (already dilated) input, (n_ex, rows, cols, in_ch)
+                  W,        # kernel (kernel_rows, kernel_cols, in_ch, out_ch), not flipped
+                  crops,    # (top, bottom, left, right) cropped off the full output
+                  dilation:int):
+    "Stride-1 transposed convolution: `conv2D` with the flipped kernel, padded `eff - 1 - crop` (larger crops cut `X`)."
+    pads = [effective_kernel(k, dilation) - 1 - crop for k, crop in zip(np.repeat(W.shape[:2], 2), crops)]
+    cut = [max(0, -p) for p in pads]  # crops beyond eff - 1 remove rows/columns of the input itself
+    X = X[:, cut[0]:X.shape[1] - cut[1], cut[2]:X.shape[2] - cut[3]]
+    return conv2D(X, W[::-1, ::-1], 1, tuple(max(0, p) for p in pads), dilation)
+
+# %% ../nbs/02_convolution.ipynb #7aa71258
 def deconv2D_naive(X,              # input of shape (n_ex, in_rows, in_cols, in_ch)
                    W,              # kernel of shape (kernel_rows, kernel_cols, in_ch, out_ch)
                    stride:int,     # step between the stamps of neighbouring input pixels
@@ -201,11 +212,7 @@ def deconv2D_naive(X,              # input of shape (n_ex, in_rows, in_cols, in_
                   ) -> np.ndarray:
     "Transposed 2-D convolution, computed as dilate, pad, and convolve with the flipped kernel; NHWC result."
     X, W, stride, dilation, crops, out_dims = _deconv_setup(X, W, stride, pad, dilation)
-    X_dil = dilate(X, stride - 1)
-    pads = [effective_kernel(k, dilation) - 1 - crop for k, crop in zip(np.repeat(W.shape[:2], 2), crops)]
-    cut = [max(0, -p) for p in pads]  # crops beyond eff - 1 remove rows/columns of the dilated input itself
-    X_dil = X_dil[:, cut[0]:X_dil.shape[1] - cut[1], cut[2]:X_dil.shape[2] - cut[3]]
-    return conv2D(X_dil, W[::-1, ::-1], 1, tuple(max(0, p) for p in pads), dilation)
+    return _flipped_conv(dilate(X, stride - 1), W, crops, dilation)
 
 # %% ../nbs/02_convolution.ipynb #93591b39
 def _deconv_col2im(X, W, stride, pad, dilation=0):
