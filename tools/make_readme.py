@@ -9,6 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DIRECTIVE = re.compile(r'^\s*#\s*\|\s*(.*)$')
+NB_LINK = re.compile(r'\]\(([\w.-]+\.ipynb(?:#[\w-]*)?)\)')
 
 
 def _directives(source):
@@ -36,8 +37,8 @@ def render(nb_path=ROOT / 'nbs' / 'index.ipynb'):
         source = ''.join(cell['source'])
         directives = _directives(source)
         if any(d.startswith(('hide', 'default_exp', 'exporti')) for d in directives): continue
-        if cell['cell_type'] == 'markdown':
-            parts.append(source.strip('\n'))
+        if cell['cell_type'] == 'markdown':  # links between notebooks point into nbs/ from the repo root
+            parts.append(NB_LINK.sub(r'](nbs/\1)', source.strip('\n')))
         elif cell['cell_type'] == 'code':
             code = _strip_directives(source)
             if code: parts.append(f'```python\n{code}\n```')
