@@ -7,8 +7,8 @@ __all__ = ['conv2D_backward', 'conv1D_backward', 'deconv2D_backward']
 
 # %% ../nbs/06_backward.ipynb #3469a84a
 import numpy as np
-from .padding import effective_kernel, summing_dtype
-from .convolution import conv2D, deconv2D, _conv_setup, _conv1D_setup, _deconv_setup, _column_blocks, _flipped_conv
+from .padding import check_conv, summing_dtype
+from .engine import accepts_dask, conv_adjoint, conv_forward, kernel_grad
 
 # %% ../nbs/06_backward.ipynb #d01ad1a2
 def _check_dZ(dZ,               # the gradient of the loss with respect to the forward output
@@ -23,99 +23,115 @@ def _check_dZ(dZ,               # the gradient of the loss with respect to the f
                          f"and W of shape {tuple(W_shape)}), got {dZ.shape}")
     return dZ
 
-# %% ../nbs/06_backward.ipynb #baee0671
-def _weight_grad(X,              # input of shape (n_ex, in_rows, in_cols, in_ch), unpadded
-                 dZ,             # output gradient (n_ex, out_rows, out_cols, out_ch), in the result dtype
-                 kernel_shape,   # (kernel_rows, kernel_cols)
-                 stride:int, pad_tblr:tuple, dilation:int, # checked geometry; pad resolved
-                 positions=None, # output positions per block; None sizes blocks by the forward pass's buffer
-                ) -> np.ndarray:
-    "dW[i, j, c, o] = sum over (n, a, b) of X_pad[n, a*s + i*(d+1), b*s + j*(d+1), c] * dZ[n, a, b, o], blockwise."
-    out_ch = dZ.shape[3]
-    dW_T = np.zeros((out_ch, kernel_shape[0] * kernel_shape[1] * X.shape[3]), dZ.dtype)  # dZ.T @ X_col: BLAS's faster orientation
-    for (examples, rows, cols), X_col in _column_blocks(X, kernel_shape, stride, pad_tblr, dilation, dZ.shape[1:3], dZ.dtype, positions):
-        dW_T += dZ[examples, rows, cols].reshape(len(X_col), out_ch).T @ X_col
-    return np.ascontiguousarray(dW_T.T).reshape(*kernel_shape, X.shape[3], out_ch)
-
-# %% ../nbs/06_backward.ipynb #423a1e20
-_CONV_ROUTE_CHANNELS = 8  # at stride 1, inputs with at least this many channels get dX as one conv2D; fewer use deconv2D
-
-# %% ../nbs/06_backward.ipynb #d13f40ae
-def _input_grad(dZ,      # output gradient (n_ex, out_rows, out_cols, out_ch), in the result dtype
-                W,       # kernel (kernel_rows, kernel_cols, in_ch, out_ch), in the result dtype
-                X_shape, # input shape (n_ex, in_rows, in_cols, in_ch)
-                stride:int, pad_tblr:tuple, dilation:int, # checked geometry; pad resolved
-               ) -> np.ndarray:
-    "dX of a 2-D convolution: the transposed convolution of `dZ`, cropped by the forward pad; zero where no window reads."
-    n_ex, in_rows, in_cols, in_ch = X_shape
-    top, bottom, left, right = pad_tblr
-    full_rows = stride * (dZ.shape[1] - 1) + effective_kernel(W.shape[0], dilation)
-    full_cols = stride * (dZ.shape[2] - 1) + effective_kernel(W.shape[1], dilation)
-    reach_rows, reach_cols = min(in_rows, full_rows - top), min(in_cols, full_cols - left)
-    if n_ex == 0 or reach_rows < 1 or reach_cols < 1: return np.zeros(X_shape, dZ.dtype)
-    crops = (top, full_rows - top - reach_rows, left, full_cols - left - reach_cols)
-    if stride == 1 and in_ch >= _CONV_ROUTE_CHANNELS:
-        dX = _flipped_conv(dZ, W.transpose(0, 1, 3, 2), crops, dilation)
-    else:
-        dX = deconv2D(dZ, W.transpose(0, 1, 3, 2), stride, crops, dilation)
-    if (reach_rows, reach_cols) == (in_rows, in_cols): return dX
-    dX_full = np.zeros(X_shape, dZ.dtype)
-    dX_full[:, :reach_rows, :reach_cols] = dX
-    return dX_full
-
 # %% ../nbs/06_backward.ipynb #f3ddc390
-def _conv2D_grads(dZ, X, W, stride, pad_tblr, dilation, input_grad=True):
-    "(dX, dW) of a 2-D convolution (dX None unless `input_grad`); arguments checked, pad resolved."
+def _conv2D_grads(dZ, X, W, g, input_grad=True):
+    "`(dX, dW)` of the 2-D convolution of geometry `g`; `dX` is None unless `input_grad`."
     dtype = summing_dtype(dZ, X, W)
     dZ, W = dZ.astype(dtype, copy=False), W.astype(dtype, copy=False)
-    dX = _input_grad(dZ, W, X.shape, stride, pad_tblr, dilation) if input_grad else None
-    return dX, _weight_grad(X, dZ, W.shape[:2], stride, pad_tblr, dilation)
+    dX = conv_adjoint(dZ, W, g) if input_grad else None
+    return dX, kernel_grad(X, dZ, g)
 
 # %% ../nbs/06_backward.ipynb #8bcfa3e9
-def conv2D_backward(dZ,             # gradient of the loss w.r.t. conv2D's output, (n_ex, out_rows, out_cols, out_ch)
-                    X,              # the forward input, (n_ex, in_rows, in_cols, in_ch)
-                    W,              # the forward kernel, (kernel_rows, kernel_cols, in_ch, out_ch)
-                    stride:int,     # the forward stride
-                    pad,            # the forward pad: int, (rows, cols), (top, bottom, left, right), 'same' or 'valid'
-                    dilation:int=0, # the forward dilation (zeros between kernel taps)
-                    *, input_grad:bool=True, # compute dX; with False, dX is returned as None (a network's first layer)
-                   ) -> tuple:
-    "Gradients `(dX, dW)` of `conv2D(X, W, stride, pad, dilation)`, given the output gradient `dZ`."
-    X, W, stride, dilation, pad_tblr, out_dims = _conv_setup(X, W, stride, pad, dilation)
-    dZ = _check_dZ(dZ, (X.shape[0], *out_dims, W.shape[3]), 'conv2D', X.shape, W.shape)
-    return _conv2D_grads(dZ, X, W, stride, pad_tblr, dilation, input_grad)
+@accepts_dask
+def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
+    """Gradients `(dX, dW)` of `conv2D(X, W, stride, pad, dilation)`, given its output gradient `dZ`.
+
+    Parameters
+    ----------
+    dZ : array_like
+        gradient of the loss with respect to `conv2D`'s output, `(n_ex, out_rows, out_cols, out_ch)`
+    X : array_like
+        the forward input, `(n_ex, in_rows, in_cols, in_ch)`
+    W : array_like
+        the forward kernels, `(kernel_rows, kernel_cols, in_ch, out_ch)`
+    stride : int
+        the forward stride
+    pad : int, tuple or str
+        the forward pad: an int, `(rows, cols)`, `(top, bottom, left, right)`, `'same'` or `'valid'`
+    dilation : int
+        the forward dilation (zeros between kernel taps)
+    input_grad : bool
+        compute `dX`; with False it is returned as None (a network's first layer needs none)
+
+    Returns
+    -------
+    dX : ndarray or None
+        gradient with respect to `X`, of `X`'s shape
+    dW : ndarray
+        gradient with respect to `W`, of `W`'s shape
+    """
+    X, W, g = check_conv(X, W, stride, pad, dilation)
+    dZ = _check_dZ(dZ, g.out_shape, 'conv2D', X.shape, W.shape)
+    return _conv2D_grads(dZ, X, W, g, input_grad)
 
 # %% ../nbs/06_backward.ipynb #77eb65e9
-def conv1D_backward(dZ,             # gradient of the loss w.r.t. conv1D's output, (n_ex, l_out, out_ch)
-                    X,              # the forward input, (n_ex, l_in, in_ch)
-                    W,              # the forward kernel, (kernel_width, in_ch, out_ch)
-                    stride:int,     # the forward stride
-                    pad,            # the forward pad: int, (left, right), 'same', 'causal' or 'valid'
-                    dilation:int=0, # the forward dilation (zeros between kernel taps)
-                    *, input_grad:bool=True, # compute dX; with False, dX is returned as None
-                   ) -> tuple:
-    "Gradients `(dX, dW)` of `conv1D(X, W, stride, pad, dilation)`, given the output gradient `dZ`."
-    X, W, stride, dilation, (left, right), l_out = _conv1D_setup(X, W, stride, pad, dilation)
-    dZ = _check_dZ(dZ, (X.shape[0], l_out, W.shape[2]), 'conv1D', X.shape, W.shape)
-    dX, dW = _conv2D_grads(dZ[:, None], X[:, None], W[None], stride, (0, 0, left, right), dilation, input_grad)
+@accepts_dask
+def conv1D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
+    """Gradients `(dX, dW)` of `conv1D(X, W, stride, pad, dilation)`, given its output gradient `dZ`.
+
+    Parameters
+    ----------
+    dZ : array_like
+        gradient of the loss with respect to `conv1D`'s output, `(n_ex, l_out, out_ch)`
+    X : array_like
+        the forward input, `(n_ex, l_in, in_ch)`
+    W : array_like
+        the forward kernels, `(kernel_width, in_ch, out_ch)`
+    stride : int
+        the forward stride
+    pad : int, tuple or str
+        the forward pad: an int, `(left, right)`, `'same'`, `'causal'` or `'valid'`
+    dilation : int
+        the forward dilation (zeros between kernel taps)
+    input_grad : bool
+        compute `dX`; with False it is returned as None
+
+    Returns
+    -------
+    dX : ndarray or None
+        gradient with respect to `X`, of `X`'s shape
+    dW : ndarray
+        gradient with respect to `W`, of `W`'s shape
+    """
+    X, W, g = check_conv(X, W, stride, pad, dilation, n_dims=3)
+    dZ = _check_dZ(dZ, g.out_shape, 'conv1D', X.shape, W.shape)
+    dX, dW = _conv2D_grads(dZ[:, None], X[:, None], W[None], g.as_2D(), input_grad)
     return (dX[:, 0] if input_grad else None), dW[0]
 
 # %% ../nbs/06_backward.ipynb #b8b4ff69
-def deconv2D_backward(dZ,             # gradient of the loss w.r.t. deconv2D's output, (n_ex, out_rows, out_cols, out_ch)
-                      X,              # the forward input, (n_ex, in_rows, in_cols, in_ch)
-                      W,              # the forward kernel, (kernel_rows, kernel_cols, in_ch, out_ch)
-                      stride:int,     # the forward stride
-                      pad,            # the forward crop: int, (rows, cols), (top, bottom, left, right), 'same' or 'valid'
-                      dilation:int=0, # the forward dilation (zeros between kernel taps)
-                      *, input_grad:bool=True, # compute dX; with False, dX is returned as None
-                     ) -> tuple:
-    "Gradients `(dX, dW)` of `deconv2D(X, W, stride, pad, dilation)` (and `deconv2D_naive`), given the output gradient `dZ`."
-    X, W, stride, dilation, crops, out_dims = _deconv_setup(X, W, stride, pad, dilation)
-    dZ = _check_dZ(dZ, (X.shape[0], *out_dims, W.shape[3]), 'deconv2D', X.shape, W.shape)
+@accepts_dask
+def deconv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
+    """Gradients `(dX, dW)` of `deconv2D(X, W, stride, pad, dilation)`, given its output gradient `dZ`.
+
+    Parameters
+    ----------
+    dZ : array_like
+        gradient of the loss with respect to `deconv2D`'s output, `(n_ex, out_rows, out_cols, out_ch)`
+    X : array_like
+        the forward input, `(n_ex, in_rows, in_cols, in_ch)`
+    W : array_like
+        the forward kernels, `(kernel_rows, kernel_cols, in_ch, out_ch)`
+    stride : int
+        the forward stride
+    pad : int, tuple or str
+        the forward crop: an int, `(rows, cols)`, `(top, bottom, left, right)`, `'same'` or `'valid'`
+    dilation : int
+        the forward dilation (zeros between kernel taps)
+    input_grad : bool
+        compute `dX`; with False it is returned as None
+
+    Returns
+    -------
+    dX : ndarray or None
+        gradient with respect to `X`, of `X`'s shape
+    dW : ndarray
+        gradient with respect to `W`, of `W`'s shape
+    """
+    X, W, g = check_conv(X, W, stride, pad, dilation, transposed=True)
+    dZ = _check_dZ(dZ, g.in_shape, 'deconv2D', X.shape, W.shape)
     dtype = summing_dtype(dZ, X, W)
-    X, W = X.astype(dtype, copy=False), W.astype(dtype, copy=False)
-    dZ = dZ[:, :dZ.shape[1] + min(0, crops[1]), :dZ.shape[2] + min(0, crops[3])]  # drop the zeros 'same' appended
-    pad_tblr = tuple(max(0, crop) for crop in crops)
-    dX = conv2D(dZ, W.transpose(0, 1, 3, 2), stride, pad_tblr, dilation).astype(dtype, copy=False) if input_grad else None
-    dW = _weight_grad(dZ, X, W.shape[:2], stride, pad_tblr, dilation)  # (kr, kc, out_ch, in_ch): dZ is the input here
-    return dX, np.ascontiguousarray(dW.transpose(0, 1, 3, 2))
+    dZ, X, W = (A.astype(dtype, copy=False) for A in (dZ, X, W))
+    W_T = W.transpose(0, 1, 3, 2)  # the kernel of the convolution g, from the output back to X
+    dX = conv_forward(dZ, W_T, g, dtype) if input_grad else None
+    dW_T = kernel_grad(dZ, X, g)     # that convolution's kernel gradient, (kr, kc, out_ch, in_ch)
+    return dX, np.ascontiguousarray(dW_T.transpose(0, 1, 3, 2))

@@ -7,16 +7,8 @@ __all__ = ['window_view', 'im2col', 'col2im']
 
 # %% ../nbs/01_im2col.ipynb #0fa884ef
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
-from .padding import (check_array, check_shape, check_stride, check_dilation, check_conv_shapes,
-                               check_out_dims, conv_out_len, resolve_pad2D, summing_dtype)
-
-# %% ../nbs/01_im2col.ipynb #208a0484
-def _windows(A, kernel_rows, kernel_cols, out_rows, out_cols, stride, dilation):
-    "View of the windows over axes 1 and 2 of the 4-D `A`, with axes (A0, out_rows, out_cols, A3, kernel_rows, kernel_cols)."
-    s0, s1, s2, s3 = A.strides
-    return as_strided(A, (A.shape[0], out_rows, out_cols, A.shape[3], kernel_rows, kernel_cols),
-                      (s0, stride * s1, stride * s2, s3, (dilation + 1) * s1, (dilation + 1) * s2), writeable=False)
+from .padding import check_array, check_shape, ConvGeometry, summing_dtype
+from .engine import strided_windows, add_taps
 
 # %% ../nbs/01_im2col.ipynb #e098d7c2
 def window_view(X_pad,          # padded input of shape (n_ex, in_rows, in_cols, in_ch)
@@ -24,25 +16,11 @@ def window_view(X_pad,          # padded input of shape (n_ex, in_rows, in_cols,
                 stride:int=1,   # step between windows, on both axes
                 dilation:int=0, # zeros inserted between kernel taps
                ) -> np.ndarray:
-    "Read-only view (no copy) of every kernel window: shape (n_ex, out_rows, out_cols, kernel_rows, kernel_cols, in_ch)."
+    "Read-only view of every window: `(n_ex, out_rows, out_cols, kernel_rows, kernel_cols, in_ch)`."
     X_pad = check_array(X_pad, 'X_pad', '(n_ex, in_rows, in_cols, in_ch)')
     kernel = check_shape(kernel_shape, 'kernel_shape', '(kernel_rows, kernel_cols)')
-    stride, dilation = check_stride(stride), check_dilation(dilation)
-    out_dims = tuple(conv_out_len(n, 0, 0, k, stride, dilation) for n, k in zip(X_pad.shape[1:3], kernel))
-    check_out_dims(out_dims, X_pad.shape[1:3], (0, 0, 0, 0), kernel, stride, dilation)
-    return _windows(X_pad, *kernel, *out_dims, stride, dilation).transpose(0, 1, 2, 4, 5, 3)
-
-# %% ../nbs/01_im2col.ipynb #48e77db4
-def _geometry(X_shape, W_shape, pad, stride, dilation):
-    "Check shapes, stride and dilation; return (X_shape, (kernel_rows, kernel_cols), stride, dilation, pad_tblr, (out_rows, out_cols))."
-    X_shape, W_shape = check_conv_shapes(X_shape, W_shape, n_dims=4)
-    stride, dilation = check_stride(stride), check_dilation(dilation)
-    kernel = W_shape[:2]
-    top, bottom, left, right = resolve_pad2D(pad, X_shape, kernel, stride, dilation)
-    out_dims = (conv_out_len(X_shape[1], top, bottom, kernel[0], stride, dilation),
-                conv_out_len(X_shape[2], left, right, kernel[1], stride, dilation))
-    check_out_dims(out_dims, X_shape[1:3], (top, bottom, left, right), kernel, stride, dilation)
-    return X_shape, kernel, stride, dilation, (top, bottom, left, right), out_dims
+    g = ConvGeometry.of(X_pad.shape, (*kernel, X_pad.shape[3], 1), stride, 0, dilation)
+    return strided_windows(X_pad, kernel, g.out_dims, g.stride, g.dilation).transpose(0, 1, 2, 4, 5, 3)
 
 # %% ../nbs/01_im2col.ipynb #e4bfbe97
 def im2col(X,              # input of shape (n_ex, in_rows, in_cols, in_ch), unpadded
@@ -51,69 +29,53 @@ def im2col(X,              # input of shape (n_ex, in_rows, in_cols, in_ch), unp
            stride:int,     # step between windows, on both axes
            dilation:int=0, # zeros inserted between kernel taps
           ) -> tuple:
-    "Every kernel window of `X` as a column: `(X_col, (top, bottom, left, right))`, X_col of shape (kr*kc*in_ch, n_ex*out_rows*out_cols)."
+    "Every window of `X` as a column: `(X_col, (top, bottom, left, right))`, see the shape above."
     X = check_array(X, 'X', '(n_ex, in_rows, in_cols, in_ch)')
-    (n_ex, in_rows, in_cols, in_ch), (kernel_rows, kernel_cols), stride, dilation, pad_tblr, (out_rows, out_cols) = \
-        _geometry(X.shape, W_shape, pad, stride, dilation)
-    top, bottom, left, right = pad_tblr
+    g = ConvGeometry.of(X.shape, W_shape, stride, pad, dilation, n_dims=4)
+    (n_ex, in_rows, in_cols, in_ch), (top, bottom, left, right) = X.shape, g.pad
     X_pad = np.zeros((in_ch, top + in_rows + bottom, left + in_cols + right, n_ex), dtype=X.dtype)
     X_pad[:, top:top + in_rows, left:left + in_cols] = X.transpose(3, 1, 2, 0)
-    windows = _windows(X_pad, kernel_rows, kernel_cols, out_rows, out_cols, stride, dilation)
-    X_col = windows.transpose(0, 4, 5, 1, 2, 3).reshape(in_ch * kernel_rows * kernel_cols, out_rows * out_cols * n_ex)
-    return X_col, pad_tblr
+    windows = strided_windows(X_pad, g.kernel, g.out_dims, g.stride, g.dilation)
+    n_rows = in_ch * g.kernel[0] * g.kernel[1]
+    return windows.transpose(0, 4, 5, 1, 2, 3).reshape(n_rows, -1), g.pad
 
 # %% ../nbs/01_im2col.ipynb #bf5b8dc6
 _ACCUMULATOR_BYTES = 1 << 20  # per block of channels: fits a 1 MiB L2 cache
 _TILE_BYTES = 1 << 18         # per band of rows in the final transpose
 
-# %% ../nbs/01_im2col.ipynb #0b4abc6d
-def _add_taps(acc,            # (channels, pad_rows, pad_cols, n_ex) accumulator, overwritten
-              cols,           # (channels, kernel_rows, kernel_cols, out_rows, out_cols, n_ex) column entries
-              stride:int, dilation:int):
-    "Set `acc` to the sum of every tap's columns, each added onto the padded pixels it was read from."
-    _, kernel_rows, kernel_cols, out_rows, out_cols, _ = cols.shape
-    row_span, col_span = stride * (out_rows - 1) + 1, stride * (out_cols - 1) + 1
-    taps = [(i, j) for i in range(kernel_rows) for j in range(kernel_cols)]
-    if stride == 1:  # tap (0, 0) fills the corner [:out_rows, :out_cols]; zero only the rest
-        acc[:, :out_rows, :out_cols] = cols[:, 0, 0]
-        acc[:, out_rows:], acc[:, :out_rows, out_cols:] = 0, 0
-        taps = taps[1:]
-    else: acc.fill(0)
-    for i, j in taps:
-        row0, col0 = i * (dilation + 1), j * (dilation + 1)
-        acc[:, row0:row0 + row_span:stride, col0:col0 + col_span:stride] += cols[:, i, j]
-
 # %% ../nbs/01_im2col.ipynb #05866afa
-def col2im(X_col,          # columns of shape (kernel_rows*kernel_cols*in_ch, n_ex*out_rows*out_cols), in im2col's order
+def col2im(X_col,          # columns (kernel_rows*kernel_cols*in_ch, n_ex*out_rows*out_cols)
            X_shape,        # shape of the unpadded input (n_ex, in_rows, in_cols, in_ch)
            W_shape,        # kernel shape (kernel_rows, kernel_cols, in_ch, out_ch)
            pad,            # int, (rows, cols), (top, bottom, left, right), 'same' or 'valid'
            stride:int,     # step between windows, on both axes
            dilation:int=0, # zeros inserted between kernel taps
           ) -> np.ndarray:
-    "Add every column back onto the pixels `im2col` took it from (the adjoint of `im2col`); NHWC result."
+    "Add every column back onto the pixels `im2col` took it from (its adjoint); NHWC result."
     X_col = check_array(X_col, 'X_col', '(kernel_rows*kernel_cols*in_ch, n_ex*out_rows*out_cols)')
-    (n_ex, in_rows, in_cols, in_ch), (kernel_rows, kernel_cols), stride, dilation, pad_tblr, (out_rows, out_cols) = \
-        _geometry(X_shape, W_shape, pad, stride, dilation)
+    g = ConvGeometry.of(X_shape, W_shape, stride, pad, dilation, n_dims=4)
+    (n_ex, in_rows, in_cols, in_ch), (kernel_rows, kernel_cols) = g.in_shape, g.kernel
+    (out_rows, out_cols), (top, bottom, left, right) = g.out_dims, g.pad
     expected = (kernel_rows * kernel_cols * in_ch, n_ex * out_rows * out_cols)
     if X_col.shape != expected:
-        raise ValueError(f"X_col must have shape {expected} = (kernel_rows*kernel_cols*in_ch, n_ex*out_rows*out_cols) for "
-                         f"X_shape={(n_ex, in_rows, in_cols, in_ch)}, kernel {(kernel_rows, kernel_cols)}, pad={pad_tblr}, stride={stride}, "
-                         f"dilation={dilation}; got {X_col.shape}")
+        raise ValueError(f"X_col must have shape {expected} = (kernel_rows*kernel_cols*in_ch, "
+                         f"n_ex*out_rows*out_cols) for X_shape={g.in_shape}, kernel {g.kernel}, "
+                         f"pad={g.pad}, stride={g.stride}, dilation={g.dilation}; got {X_col.shape}")
     cols = X_col.reshape(in_ch, kernel_rows, kernel_cols, out_rows, out_cols, n_ex)
-    top, bottom, left, right = pad_tblr
+    step, dtype = g.dilation + 1, summing_dtype(X_col)
     pad_rows, pad_cols = top + in_rows + bottom, left + in_cols + right
-    dtype = summing_dtype(X_col)
-    n_block = max(1, min(in_ch, _ACCUMULATOR_BYTES // max(1, pad_rows * pad_cols * n_ex * dtype.itemsize)))
+    plane = pad_rows * pad_cols * n_ex * dtype.itemsize
+    n_block = max(1, min(in_ch, _ACCUMULATOR_BYTES // max(1, plane)))
     buffer = np.empty((n_block, pad_rows, pad_cols, n_ex), dtype=dtype)
     by_pixel = np.empty((in_rows, in_cols, in_ch, n_ex), dtype=dtype)  # step 1 of the transpose
     for first in range(0, in_ch, n_block):
         channels = slice(first, first + n_block)
         acc = buffer[:min(n_block, in_ch - first)]
-        _add_taps(acc, cols[channels], stride, dilation)
+        add_taps(acc, [(i * step, j * step, cols[channels, i, j])
+                       for i in range(kernel_rows) for j in range(kernel_cols)], g.stride)
         by_pixel[:, :, channels] = acc[:, top:top + in_rows, left:left + in_cols].transpose(1, 2, 0, 3)
     img = np.empty((n_ex, in_rows, in_cols, in_ch), dtype=dtype)
     band = max(1, _TILE_BYTES // max(1, in_cols * in_ch * n_ex * dtype.itemsize))
-    for row in range(0, in_rows, band):  # step 2: a band of rows at a time, small enough to stay in cache
+    for row in range(0, in_rows, band):  # step 2: a band of rows at a time, small enough for cache
         img[:, row:row + band] = by_pixel[row:row + band].transpose(3, 0, 1, 2)
     return img
