@@ -7,34 +7,34 @@ __all__ = ['COLUMN_BYTES', 'MIN_POSITIONS', 'FEW_CHANNELS', 'CONV_ROUTE_CHANNELS
            'alias_free_shift', 'copy_deltas', 'workspace', 'column_blocks', 'conv_forward', 'kernel_grad', 'add_taps',
            'conv_adjoint', 'accepts_dask']
 
-# %% ../nbs/05_engine.ipynb #08ce5423
+# %% ../nbs/05_engine.ipynb #4a9409bd
 import functools, math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from .padding import ConvGeometry, effective_kernel, summing_dtype
 
-# %% ../nbs/05_engine.ipynb #7e7e5e82
+# %% ../nbs/05_engine.ipynb #c5e8cc42
 def strided_windows(A,            # 4-D array whose axes 1 and 2 are the spatial ones
                     kernel,       # (kernel_rows, kernel_cols)
                     out_dims,     # (out_rows, out_cols): windows per axis
                     stride:int,   # step between windows
                     dilation:int, # zeros between kernel taps
                    ) -> np.ndarray:
-    "Read-only view of the windows of `A`: `(A0, out_rows, out_cols, A3, kernel_rows, kernel_cols)`."
+    "Read-only view of the windows of `A`: `(A0, out_rows, out_cols, A3, kernel_rows, kernel_cols)`"
     (kernel_rows, kernel_cols), (out_rows, out_cols) = kernel, out_dims
     s0, s1, s2, s3 = A.strides
     step = dilation + 1
     return as_strided(A, (A.shape[0], out_rows, out_cols, A.shape[3], kernel_rows, kernel_cols),
                       (s0, stride * s1, stride * s2, s3, step * s1, step * s2), writeable=False)
 
-# %% ../nbs/05_engine.ipynb #d703bbfd
-COLUMN_BYTES = 4 << 20  # column buffer per block: fits a 2-core machine's caches (1 MiB L2 per core)
+# %% ../nbs/05_engine.ipynb #ea59b756
+COLUMN_BYTES = 4 << 20  # column buffer per block: fits the caches of a 2-core, 1 MiB-L2 machine
 MIN_POSITIONS = 256     # the smallest block, so that Python's cost per block stays small
 FEW_CHANNELS = 4        # below this, the column buffer is filled tap by tap (long rows)
 
-# %% ../nbs/05_engine.ipynb #0c76917b
+# %% ../nbs/05_engine.ipynb #7f627bfc
 def output_blocks(n_ex, out_rows, out_cols, positions) -> list:
-    "Slices `(examples, rows, cols)` of about `positions` output positions, each contiguous in NHWC."
+    "Slices `(examples, rows, cols)` of about `positions` positions, each contiguous in NHWC."
     per_example = out_rows * out_cols
     if positions >= per_example:  # whole examples
         step = positions // per_example
@@ -47,7 +47,7 @@ def output_blocks(n_ex, out_rows, out_cols, positions) -> list:
     return [(slice(n, n + 1), slice(a, a + 1), slice(b, min(out_cols, b + positions)))
             for n in range(n_ex) for a in range(out_rows) for b in range(0, out_cols, positions)]
 
-# %% ../nbs/05_engine.ipynb #73b26ebe
+# %% ../nbs/05_engine.ipynb #406ed66a
 @functools.lru_cache(maxsize=256)
 def alias_free_shift(deltas:tuple, # byte distances (write - read) met by the copy, unshifted
                      page:int=4096, align:int=64) -> int:
@@ -56,7 +56,7 @@ def alias_free_shift(deltas:tuple, # byte distances (write - read) met by the co
     distance = (shifts[:, None] + np.asarray(deltas, np.int64)[None] % page) % page
     return int(shifts[np.minimum(distance, page - distance).min(axis=1).argmax()])
 
-# %% ../nbs/05_engine.ipynb #287a76d2
+# %% ../nbs/05_engine.ipynb #1d8f498e
 @functools.lru_cache(maxsize=256)
 def copy_deltas(kernel_shape, # (kernel_rows, kernel_cols, in_ch)
                 stride, dilation, used_cols, out_cols, block_positions,
@@ -74,7 +74,7 @@ def copy_deltas(kernel_shape, # (kernel_rows, kernel_cols, in_ch)
                   for a in range(2) for b in range(min(out_cols, 8)) for i in range(kernel_rows)]
     return tuple(d * dtype.itemsize for d in deltas)
 
-# %% ../nbs/05_engine.ipynb #3adc285d
+# %% ../nbs/05_engine.ipynb #68e103fc
 def workspace(pad_shape, column_size, dtype, deltas) -> tuple:
     "A zeroed padded block and a column buffer in one page-aligned allocation, free of 4K aliasing."
     pad_size, itemsize = math.prod(pad_shape), dtype.itemsize
@@ -86,13 +86,13 @@ def workspace(pad_shape, column_size, dtype, deltas) -> tuple:
     columns = raw[base + column_start:base + column_start + column_size * itemsize]
     return X_pad, columns.view(dtype)
 
-# %% ../nbs/05_engine.ipynb #ad37b0a9
+# %% ../nbs/05_engine.ipynb #45e89fe0
 def column_blocks(X,                # input (n_ex, in_rows, in_cols, in_ch), unpadded
                   g:ConvGeometry,   # the convolution's geometry (2-D)
                   dtype,            # the dtype the columns are computed in
                   positions=None,   # output positions per block; None: fill COLUMN_BYTES
                  ):
-    "Yield `((examples, rows, cols), X_col)` per output block; `X_col` is `(positions, kr*kc*in_ch)`."
+    "Yield `((examples, rows, cols), X_col)` per output block, `X_col` `(positions, kr*kc*in_ch)`."
     n_ex, (in_rows, in_cols), in_ch = g.n_ex, g.in_dims, g.in_ch
     (kernel_rows, kernel_cols), (out_rows, out_cols) = g.kernel, g.out_dims
     (used_rows, used_cols), (top, _, left, _) = g.span, g.pad
@@ -100,7 +100,8 @@ def column_blocks(X,                # input (n_ex, in_rows, in_cols, in_ch), unp
     if n_ex == 0: return
     if positions is None: positions = max(MIN_POSITIONS, COLUMN_BYTES // (n_taps * dtype.itemsize))
     blocks = output_blocks(n_ex, out_rows, out_cols, positions)
-    copy_rows = max(0, min(in_rows, used_rows - top))  # the input rows and columns some window reads
+    # the input rows and columns that some window reads
+    copy_rows = max(0, min(in_rows, used_rows - top))
     copy_cols = max(0, min(in_cols, used_cols - left))
     max_positions = max(len(range(n_ex)[e]) * len(range(out_rows)[r]) * len(range(out_cols)[c])
                         for e, r, c in blocks)
@@ -131,7 +132,7 @@ def column_blocks(X,                # input (n_ex, in_rows, in_cols, in_ch), unp
             np.copyto(X_col.reshape(block.shape), block)
             yield (examples, rows, cols), X_col
 
-# %% ../nbs/05_engine.ipynb #9445a9a4
+# %% ../nbs/05_engine.ipynb #f435d1f9
 def conv_forward(X,              # input (n_ex, in_rows, in_cols, in_ch)
                  W,              # kernel (kernel_rows, kernel_cols, in_ch, out_ch)
                  g:ConvGeometry, # their geometry (2-D), already checked
@@ -143,11 +144,11 @@ def conv_forward(X,              # input (n_ex, in_rows, in_cols, in_ch)
     W_col = W.astype(dtype, copy=False).reshape(-1, g.out_ch)
     Z = np.empty(g.out_shape, dtype)
     for (examples, rows, cols), X_col in column_blocks(X, g, dtype, positions):
-        block = Z[examples, rows, cols].reshape(len(X_col), g.out_ch)  # a view: blocks are contiguous
+        block = Z[examples, rows, cols].reshape(len(X_col), g.out_ch)  # a view: block is contiguous
         np.matmul(X_col, W_col, out=block)
     return Z
 
-# %% ../nbs/05_engine.ipynb #c5620b38
+# %% ../nbs/05_engine.ipynb #01f22888
 def kernel_grad(X,              # the forward input (n_ex, in_rows, in_cols, in_ch)
                 dZ,             # output gradient (n_ex, out_rows, out_cols, out_ch), result dtype
                 g:ConvGeometry, # the forward geometry (2-D)
@@ -159,9 +160,9 @@ def kernel_grad(X,              # the forward input (n_ex, in_rows, in_cols, in_
         dW_T += dZ[examples, rows, cols].reshape(len(X_col), g.out_ch).T @ X_col
     return np.ascontiguousarray(dW_T.T).reshape(g.W_shape)
 
-# %% ../nbs/05_engine.ipynb #bf6833d8
+# %% ../nbs/05_engine.ipynb #b45bf017
 def add_taps(acc,          # the accumulator (A0, rows, cols, A3), overwritten
-             taps,         # list of (row, col, values): values[:, a, b] goes to acc[:, row+s*a, col+s*b]
+             taps,         # [(row, col, values)]: values[:, a, b] adds to acc[:, row+s*a, col+s*b]
              stride:int=1, # step s between neighbouring values
             ):
     "Overwrite `acc` with the sum of the `taps`, each added onto a strided part of it."
@@ -174,17 +175,16 @@ def add_taps(acc,          # the accumulator (A0, rows, cols, A3), overwritten
     else: acc.fill(0)
     for row, col, values in taps:
         rows, cols = values.shape[1:3]
-        acc[:, row:row + stride * (rows - 1) + 1:stride,
-            col:col + stride * (cols - 1) + 1:stride] += values
+        acc[:, row::stride, col::stride][:, :rows, :cols] += values
 
-# %% ../nbs/05_engine.ipynb #306fee4a
+# %% ../nbs/05_engine.ipynb #26a76038
 def _phase_range(phase, full, crop_before, crop_after, stride):
     "Kept (first, stop) indices of one phase of an axis, and the output index of `first`."
     first = max(0, -(-(crop_before - phase) // stride))
     stop = -(-(full - max(0, crop_after) - phase) // stride)
     return first, stop, phase + stride * first - crop_before
 
-# %% ../nbs/05_engine.ipynb #9bd3e79c
+# %% ../nbs/05_engine.ipynb #e905e776
 def _add_stamps(stamps, g:ConvGeometry) -> np.ndarray:
     "Sum the stamps `(kr, kc, n_ex, out_rows, out_cols, in_ch)` into `g`'s input, phase by phase."
     kernel_rows, kernel_cols = g.kernel
@@ -210,7 +210,7 @@ def _add_stamps(stamps, g:ConvGeometry) -> np.ndarray:
         target[...] = phase[:, row_first:row_stop, col_first:col_stop]
     return dX
 
-# %% ../nbs/05_engine.ipynb #0bac98ea
+# %% ../nbs/05_engine.ipynb #5e057bc2
 def _flipped_conv(dZ, W, g:ConvGeometry) -> np.ndarray:
     "The stride-1 adjoint as one convolution of `dZ` with the flipped kernel, padded `eff-1-crop`."
     (span_rows, span_cols), (in_rows, in_cols) = g.span, g.in_dims
@@ -222,21 +222,22 @@ def _flipped_conv(dZ, W, g:ConvGeometry) -> np.ndarray:
     dZ = dZ[:, cut[0]:dZ.shape[1] - cut[1], cut[2]:dZ.shape[2] - cut[3]]
     W_flipped = W[::-1, ::-1].transpose(0, 1, 3, 2)
     pads = tuple(max(0, p) for p in pads)
-    return conv_forward(dZ, W_flipped, ConvGeometry.of(dZ.shape, W_flipped.shape, 1, pads, g.dilation),
-                        dZ.dtype)
+    flipped = ConvGeometry.of(dZ.shape, W_flipped.shape, 1, pads, g.dilation)
+    return conv_forward(dZ, W_flipped, flipped, dZ.dtype)
 
-# %% ../nbs/05_engine.ipynb #aa43b42a
+# %% ../nbs/05_engine.ipynb #cbcef8f8
 CONV_ROUTE_CHANNELS = 8  # at stride 1, adjoints with this many channels run as one flipped conv
 
-# %% ../nbs/05_engine.ipynb #c4052432
+# %% ../nbs/05_engine.ipynb #5ed9af63
 def conv_adjoint(dZ,             # (n_ex, out_rows, out_cols, out_ch): g.out_shape, result dtype
-                 W,              # the convolution's kernel (kernel_rows, kernel_cols, in_ch, out_ch)
+                 W,              # the convolution's kernel (kr, kc, in_ch, out_ch)
                  g:ConvGeometry, # the convolution's geometry (2-D)
                 ) -> np.ndarray:
     "The adjoint of `g`'s convolution applied to `dZ`: its input gradient, or a transposed conv."
     (in_rows, in_cols), (span_rows, span_cols) = g.in_dims, g.span
     top, _, left, _ = g.pad
-    reach = (min(in_rows, span_rows - top), min(in_cols, span_cols - left))  # rows some window reads
+    # the input rows and columns that some window reads
+    reach = (min(in_rows, span_rows - top), min(in_cols, span_cols - left))
     if g.n_ex == 0 or min(reach) < 1: return np.zeros(g.in_shape, dZ.dtype)
     if g.stride == 1 and g.in_ch >= CONV_ROUTE_CHANNELS and reach == g.in_dims:
         return _flipped_conv(dZ, W, g)
@@ -244,7 +245,7 @@ def conv_adjoint(dZ,             # (n_ex, out_rows, out_cols, out_ch): g.out_sha
     stamps = np.matmul(dZ.reshape(-1, g.out_ch), W_T)  # every tap's stamp of every output pixel
     return _add_stamps(stamps.reshape(*g.kernel, *g.out_shape[:3], g.in_ch), g)
 
-# %% ../nbs/05_engine.ipynb #c536b589
+# %% ../nbs/05_engine.ipynb #8c05ee5d
 def accepts_dask(f):
     "Send calls of `f` with a Dask array among their arrays to `convutils.scaleout`'s `f`."
     @functools.wraps(f)

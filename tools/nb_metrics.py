@@ -2,7 +2,7 @@
 the package-wide counts (private imports across modules, places that compute an output size,
 mentions of the project's internal contract).
 """
-import glob, json, re, statistics
+import ast, io, json, re, statistics, tokenize
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,11 +20,19 @@ def notebook_rows():
                sum(len(l) > 100 for l in lines) / max(1, len(lines)), len(tests) - hidden, hidden)
 
 
+def _code_only(source):
+    "The source without its comments and string literals (docstrings mention formulas too)."
+    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+    return ' '.join(t.string for t in tokens if t.type not in (tokenize.COMMENT, tokenize.STRING))
+
+
 def package_counts():
     lib = {p.name: p.read_text() for p in ROOT.glob('convutils/*.py') if p.name != '_modidx.py'}
-    private = sum(len(re.findall(r'\b_[a-z]\w*', m.group(1)))
-                  for src in lib.values() for m in re.finditer(r'from \.\w+ import \(?([^)\n]*(?:\n[^)\n]*)*?)\)?$', src, re.M))
-    sizes = sum(len(re.findall(r'//\s*stride\s*\+\s*1|stride\s*\*\s*\([^()]*-\s*1\)\s*\+', src)) for src in lib.values())
+    private = sum(alias.name.startswith('_') and not alias.name.endswith('__') for src in lib.values() for node in ast.walk(ast.parse(src))
+                  if isinstance(node, ast.ImportFrom) and (node.level or (node.module or '').startswith('convutils'))
+                  for alias in node.names)
+    formula = r'//\s*stride\s*\+\s*1|stride\s*\*\s*\([^()]*-\s*1\s*\)\s*\+'
+    sizes = sum(len(re.findall(formula, _code_only(src))) for src in lib.values())
     texts = [p.read_text() for p in [*ROOT.glob('nbs/*.ipynb'), ROOT / 'README.md']]
     cites = sum(len(re.findall(r'\bSPEC\b|\bthe contract\b|\bissue #?\d|\bD\d{1,2}\b', t)) for t in texts)
     return dict(private_imports=private, output_size_formulas=sizes, contract_mentions=cites,
