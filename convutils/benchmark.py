@@ -9,11 +9,11 @@ __all__ = ['WORKLOADS', 'DECONV_WORKLOAD', 'MEMORY_WORKLOAD', 'gather_im2col', '
 
 # %% ../nbs/07_benchmark.ipynb #c9ae74ed
 import argparse, json, os, platform, sys, time, tracemalloc
+from functools import partial
 import numpy as np
-from .padding import pad2D, resolve_pad1D, resolve_pad2D, calc_conv_out_dims
-from .im2col import col2im
-from .convolution import conv1D, conv2D, deconv2D, deconv2D_naive
-from .backward import conv2D_backward
+from . import (
+    pad2D, resolve_pad1D, resolve_pad2D, calc_conv_out_dims, col2im,
+    conv1D, conv2D, deconv2D, deconv2D_naive, conv2D_backward)
 
 # %% ../nbs/07_benchmark.ipynb #60e269bd
 WORKLOADS = {
@@ -24,67 +24,171 @@ WORKLOADS = {
     'E': dict(X=(32, 1024, 64), W=(5, 64, 64), stride=1, pad='same', dilation=0, target=1.3),
 }
 DECONV_WORKLOAD = dict(X=(8, 16, 16, 32), W=(3, 3, 32, 32), stride=2, pad='same', dilation=0)
-MEMORY_WORKLOAD = dict(X=(256, 32, 32, 64), W=(3, 3, 64, 64), stride=1, pad=1, dilation=0, limit_mib=160)
+MEMORY_WORKLOAD = dict(X=(256, 32, 32, 64), W=(3, 3, 64, 64), stride=1, pad=1, dilation=0,
+                       limit_mib=160)
 
 # %% ../nbs/07_benchmark.ipynb #778ab165
 def _gather_indices(kernel_rows, kernel_cols, in_ch, out_rows, out_cols, stride, dilation):
-    "Row, column and channel index arrays of shape (kr*kc*in_ch, out_rows*out_cols) into the padded input."
-    channel, i, j = (a.reshape(-1, 1) for a in np.meshgrid(np.arange(in_ch), np.arange(kernel_rows), np.arange(kernel_cols), indexing='ij'))
-    a, b = (v.reshape(1, -1) for v in np.meshgrid(np.arange(out_rows), np.arange(out_cols), indexing='ij'))
+    "Row, column and channel indices into the padded input, `(kr*kc*in_ch, out_rows*out_cols)`."
+    channel, i, j = (a.reshape(-1, 1) for a in np.meshgrid(
+        np.arange(in_ch), np.arange(kernel_rows), np.arange(kernel_cols), indexing='ij'))
+    a, b = (v.reshape(1, -1) for v in np.meshgrid(
+        np.arange(out_rows), np.arange(out_cols), indexing='ij'))
     return a * stride + i * (dilation + 1), b * stride + j * (dilation + 1), channel
 
 # %% ../nbs/07_benchmark.ipynb #db92b155
 def gather_im2col(X, W_shape, pad, stride, dilation=0):
-    "im2col by one fancy-index gather: `(X_col, out_dims)`, X_col in the reference layout (rows (c, i, j), columns (a, b, n))."
+    """im2col by one fancy-index gather, in the reference's layout.
+
+    Parameters
+    ----------
+    X : ndarray
+        input of shape `(n_ex, in_rows, in_cols, in_ch)`
+    W_shape : tuple of int
+        kernel shape `(kr, kc, in_ch, out_ch)`
+    pad : int, tuple or str
+        any pad form that `pad2D` accepts; tuples are `(top, bottom, left, right)`
+    stride : int
+        step between windows, an integer >= 1
+    dilation : int
+        zeros between kernel taps, an integer >= 0
+
+    Returns
+    -------
+    X_col : ndarray
+        `(kr*kc*in_ch, out_rows*out_cols*n_ex)`: rows `(c, i, j)`, columns `(a, b, n)`
+    out_dims : tuple of int
+        `(out_rows, out_cols)`
+    """
     X_pad, _ = pad2D(X, pad, W_shape[:2], stride, dilation)
     _, out_rows, out_cols, _ = calc_conv_out_dims(X.shape, W_shape, stride, pad, dilation)
     rows, cols, channels = _gather_indices(*W_shape[:3], out_rows, out_cols, stride, dilation)
-    return X_pad[:, rows, cols, channels].transpose(1, 2, 0).reshape(rows.shape[0], -1), (out_rows, out_cols)
+    X_col = X_pad[:, rows, cols, channels].transpose(1, 2, 0).reshape(rows.shape[0], -1)
+    return X_col, (out_rows, out_cols)
 
 # %% ../nbs/07_benchmark.ipynb #f632cbd5
 def reference_conv2D(X, W, stride, pad, dilation=0):
-    "The reference's route: im2col by one fancy-index gather, then one GEMM (NHWC result)."
+    """The reference's route to a convolution: im2col by one fancy-index gather, then one GEMM.
+
+    Parameters
+    ----------
+    X : ndarray
+        input of shape `(n_ex, in_rows, in_cols, in_ch)`
+    W : ndarray
+        kernel of shape `(kr, kc, in_ch, out_ch)`
+    stride : int
+        step between windows, an integer >= 1
+    pad : int, tuple or str
+        any pad form that `pad2D` accepts; tuples are `(top, bottom, left, right)`
+    dilation : int
+        zeros between kernel taps, an integer >= 0
+
+    Returns
+    -------
+    Z : ndarray
+        `(n_ex, out_rows, out_cols, out_ch)`, as `conv2D` returns it
+    """
     X_col, (out_rows, out_cols) = gather_im2col(X, W.shape, pad, stride, dilation)
     W_col = W.transpose(3, 2, 0, 1).reshape(W.shape[3], -1)
-    return (W_col @ X_col).reshape(W.shape[3], out_rows, out_cols, X.shape[0]).transpose(3, 1, 2, 0)
+    Z_col = W_col @ X_col
+    return Z_col.reshape(W.shape[3], out_rows, out_cols, X.shape[0]).transpose(3, 1, 2, 0)
 
 # %% ../nbs/07_benchmark.ipynb #108f6d07
 def _scatter_target(X_col, X_shape, W_shape, pad, stride, dilation):
-    "The zero padded image, the gather's (rows, cols, channels) index arrays and the crop back to `X_shape`."
+    "The zero padded image, the gather's `(rows, cols, channels)` indices, the crop to `X_shape`."
     n_ex, in_rows, in_cols, in_ch = X_shape
     top, bottom, left, right = resolve_pad2D(pad, X_shape, W_shape[:2], stride, dilation)
     _, out_rows, out_cols, _ = calc_conv_out_dims(X_shape, W_shape, stride, pad, dilation)
     indices = _gather_indices(*W_shape[:3], out_rows, out_cols, stride, dilation)
-    img = np.zeros((n_ex, top + in_rows + bottom, left + in_cols + right, in_ch), np.result_type(X_col.dtype, np.float32))
+    img = np.zeros((n_ex, top + in_rows + bottom, left + in_cols + right, in_ch),
+                   np.result_type(X_col.dtype, np.float32))
     return img, indices, (slice(None), slice(top, top + in_rows), slice(left, left + in_cols))
 
 # %% ../nbs/07_benchmark.ipynb #020d97af
 def add_at_col2im(X_col, X_shape, W_shape, pad, stride, dilation=0):
-    "col2im as the reference does it: one `np.add.at` through the gather's (row, column, channel) index arrays (NHWC result)."
-    img, (rows, cols, channels), crop = _scatter_target(X_col, X_shape, W_shape, pad, stride, dilation)
-    values = X_col.reshape(*rows.shape, -1).transpose(2, 0, 1)  # (n_ex, kr*kc*in_ch, out_rows*out_cols)
+    """col2im as the reference does it: one `np.add.at` through the gather's index arrays.
+
+    Parameters
+    ----------
+    X_col : ndarray
+        column matrix `(kr*kc*in_ch, out_rows*out_cols*n_ex)`, in `im2col`'s layout
+    X_shape : tuple of int
+        the image's shape `(n_ex, in_rows, in_cols, in_ch)`
+    W_shape : tuple of int
+        kernel shape `(kr, kc, in_ch, out_ch)`
+    pad : int, tuple or str
+        any pad form that `pad2D` accepts; tuples are `(top, bottom, left, right)`
+    stride : int
+        step between windows, an integer >= 1
+    dilation : int
+        zeros between kernel taps, an integer >= 0
+
+    Returns
+    -------
+    X : ndarray
+        `X_shape` (NHWC): each entry the sum of the columns' entries read from it
+    """
+    img, indices, crop = _scatter_target(X_col, X_shape, W_shape, pad, stride, dilation)
+    rows, cols, channels = indices
+    values = X_col.reshape(*rows.shape, -1).transpose(2, 0, 1)  # (n_ex, taps, out_rows*out_cols)
     np.add.at(img, (slice(None), rows, cols, channels), values)
     return img[crop].copy()
 
 # %% ../nbs/07_benchmark.ipynb #e2a159dc
 def add_at_flat_col2im(X_col, X_shape, W_shape, pad, stride, dilation=0):
-    "col2im by one `np.add.at` on the flattened image through flat indices (NHWC result)."
-    img, (rows, cols, channels), crop = _scatter_target(X_col, X_shape, W_shape, pad, stride, dilation)
+    """col2im by one `np.add.at` on the flattened image, through flat indices.
+
+    Parameters
+    ----------
+    X_col : ndarray
+        column matrix `(kr*kc*in_ch, out_rows*out_cols*n_ex)`, in `im2col`'s layout
+    X_shape : tuple of int
+        the image's shape `(n_ex, in_rows, in_cols, in_ch)`
+    W_shape : tuple of int
+        kernel shape `(kr, kc, in_ch, out_ch)`
+    pad : int, tuple or str
+        any pad form that `pad2D` accepts; tuples are `(top, bottom, left, right)`
+    stride : int
+        step between windows, an integer >= 1
+    dilation : int
+        zeros between kernel taps, an integer >= 0
+
+    Returns
+    -------
+    X : ndarray
+        `X_shape` (NHWC), the same sums as `add_at_col2im`
+    """
+    img, indices, crop = _scatter_target(X_col, X_shape, W_shape, pad, stride, dilation)
+    rows, cols, channels = (index[..., None] for index in indices)
     n_ex, pad_rows, pad_cols, in_ch = img.shape
-    flat = ((np.arange(n_ex) * pad_rows + rows[..., None]) * pad_cols + cols[..., None]) * in_ch + channels[..., None]
+    flat = ((np.arange(n_ex) * pad_rows + rows) * pad_cols + cols) * in_ch + channels
     np.add.at(img.reshape(-1), flat.reshape(-1), X_col.reshape(-1))
     return img[crop].copy()
 
 # %% ../nbs/07_benchmark.ipynb #09ff411a
-def median_times(fns,                  # the functions to time, called without arguments
-                 repeats:int=5,        # at least this many rounds
-                 min_seconds:float=0,  # and at least this much time in all the rounds together
-                 max_rounds:int=10_000,
-                ) -> list:
-    "Median wall time (s) of each function in `fns`, over interleaved rounds after one warm-up call each."
+def median_times(fns, repeats:int=5, min_seconds:float=0, max_rounds:int=10_000) -> list:
+    """Median wall time of each function, over interleaved rounds after one warm-up call each.
+
+    Parameters
+    ----------
+    fns : sequence of callables
+        the functions to time, each called without arguments
+    repeats : int
+        at least this many rounds
+    min_seconds : float
+        and more rounds until they have taken at least this long in all
+    max_rounds : int
+        but never more rounds than this (it bounds a line of trivially fast calls)
+
+    Returns
+    -------
+    times : list of float
+        the median time of each function in `fns`, in seconds
+    """
     for fn in fns: fn()
     times, started = [[] for _ in fns], time.perf_counter()
-    while len(times[0]) < repeats or (time.perf_counter() - started < min_seconds and len(times[0]) < max_rounds):
+    while len(times[0]) < repeats or (time.perf_counter() - started < min_seconds
+                                      and len(times[0]) < max_rounds):
         for fn, t in zip(fns, times):
             start = time.perf_counter(); fn(); t.append(time.perf_counter() - start)
     return [float(np.median(t)) for t in times]
@@ -98,11 +202,13 @@ def _conv_case(spec, dtype, n_ex=None, seed=0):
     stride, pad, dilation = spec['stride'], spec['pad'], spec['dilation']
     out_shape = calc_conv_out_dims(X.shape, W.shape, stride, pad, dilation)
     n_taps = int(np.prod(W.shape[:-1]))
-    A, B = rng.standard_normal((int(np.prod(out_shape[:-1])), n_taps)).astype(dtype), W.reshape(n_taps, -1).copy()
+    A = rng.standard_normal((int(np.prod(out_shape[:-1])), n_taps)).astype(dtype)
+    B = W.reshape(n_taps, -1).copy()
     if X.ndim == 3:  # 1-D: the reference ran conv2D on a height-1 image
         left, right = resolve_pad1D(pad, X.shape, W.shape[0], stride, dilation)
         conv = lambda: conv1D(X, W, stride, pad, dilation)
-        reference = lambda: reference_conv2D(X[:, None], W[None], stride, (0, 0, left, right), dilation)
+        reference = lambda: reference_conv2D(X[:, None], W[None], stride, (0, 0, left, right),
+                                             dilation)
     else:
         conv = lambda: conv2D(X, W, stride, pad, dilation)
         reference = lambda: reference_conv2D(X, W, stride, pad, dilation)
@@ -110,54 +216,149 @@ def _conv_case(spec, dtype, n_ex=None, seed=0):
 
 # %% ../nbs/07_benchmark.ipynb #7b03e638
 def bench_conv(name:str, dtype, repeats:int=5, n_ex=None, min_seconds:float=0) -> dict:
-    "Time conv2D/conv1D, its bare GEMM and the reference route on workload `name`."
+    """Time `conv2D` (`conv1D` for 1-D), its bare GEMM and the reference's route on one workload.
+
+    Parameters
+    ----------
+    name : str
+        the workload, a key of `WORKLOADS`
+    dtype : str or dtype
+        dtype of the input and the kernel
+    repeats : int
+        timed rounds, at least
+    n_ex : int or None
+        batch size instead of the workload's own
+    min_seconds : float
+        and at least this long in all the rounds together
+
+    Returns
+    -------
+    line : dict
+        `workload`, `dtype`, `gemm_shape`, the times `conv`, `gemm` and `reference` (s), `ratio`
+        (conv / GEMM), `target`, `ok` (ratio within target) and `reference_ratio` (reference / GEMM)
+    """
     spec = WORKLOADS[name]
     conv, gemm, reference, (A_shape, _) = _conv_case(spec, dtype, n_ex)
     t_conv, t_gemm, t_ref = median_times([conv, gemm, reference], repeats, min_seconds)
-    return dict(workload=name, dtype=np.dtype(dtype).name, gemm_shape=f"({A_shape[0]}, {A_shape[1]}) @ ({A_shape[1]}, {spec['W'][-1]})",
-                conv=t_conv, gemm=t_gemm, ratio=t_conv / t_gemm, target=spec['target'], ok=t_conv / t_gemm <= spec['target'],
-                reference=t_ref, reference_ratio=t_ref / t_gemm)
+    ratio = t_conv / t_gemm
+    return dict(workload=name, dtype=np.dtype(dtype).name,
+                gemm_shape=f"({A_shape[0]}, {A_shape[1]}) @ ({A_shape[1]}, {spec['W'][-1]})",
+                conv=t_conv, gemm=t_gemm, ratio=ratio, target=spec['target'],
+                ok=ratio <= spec['target'], reference=t_ref, reference_ratio=t_ref / t_gemm)
 
 # %% ../nbs/07_benchmark.ipynb #a964109c
 def bench_col2im(repeats:int=5, n_ex=None, min_seconds:float=0) -> dict:
-    "Time col2im and the np.add.at scatter on workload B's backward shapes, float32."
+    """Time `col2im` and the reference's `np.add.at` scatter on workload B's backward pass, float32.
+
+    Parameters
+    ----------
+    repeats : int
+        timed rounds, at least
+    n_ex : int or None
+        batch size instead of the workload's own
+    min_seconds : float
+        and at least this long in all the rounds together
+
+    Returns
+    -------
+    line : dict
+        the times `col2im`, `add_at` and `add_at_flat` (s), `speedup` (add_at / col2im), `target`,
+        `ok` (speedup at least target) and `speedup_flat` (add_at_flat / col2im)
+    """
     spec = WORKLOADS['B']
     X_shape = (n_ex or spec['X'][0], *spec['X'][1:])
     _, out_rows, out_cols, _ = calc_conv_out_dims(X_shape, spec['W'], spec['stride'], spec['pad'])
-    X_col = np.random.default_rng(0).standard_normal((int(np.prod(spec['W'][:3])), X_shape[0] * out_rows * out_cols)).astype(np.float32)
+    rng, n_taps = np.random.default_rng(0), int(np.prod(spec['W'][:3]))
+    X_col = rng.standard_normal((n_taps, X_shape[0] * out_rows * out_cols)).astype(np.float32)
     args = (X_col, X_shape, spec['W'], spec['pad'], spec['stride'])
-    t_col2im, t_add_at, t_flat = median_times([lambda: col2im(*args), lambda: add_at_col2im(*args), lambda: add_at_flat_col2im(*args)], repeats, min_seconds)
-    return dict(col2im=t_col2im, add_at=t_add_at, speedup=t_add_at / t_col2im, target=30.0, ok=t_add_at / t_col2im >= 30,
+    routes = [lambda: col2im(*args), lambda: add_at_col2im(*args),
+              lambda: add_at_flat_col2im(*args)]
+    t_col2im, t_add_at, t_flat = median_times(routes, repeats, min_seconds)
+    speedup = t_add_at / t_col2im
+    return dict(col2im=t_col2im, add_at=t_add_at, speedup=speedup, target=30.0, ok=speedup >= 30,
                 add_at_flat=t_flat, speedup_flat=t_flat / t_col2im)
 
 # %% ../nbs/07_benchmark.ipynb #b3fa399c
 def bench_deconv(dtype, repeats:int=5, n_ex=None, min_seconds:float=0) -> dict:
-    "Time deconv2D, deconv2D_naive and deconv2D's bare GEMM on the deconvolution workload."
+    """Time `deconv2D`, `deconv2D_naive` and `deconv2D`'s bare GEMM on `DECONV_WORKLOAD`.
+
+    Parameters
+    ----------
+    dtype : str or dtype
+        dtype of the input and the kernel
+    repeats : int
+        timed rounds, at least
+    n_ex : int or None
+        batch size instead of the workload's own
+    min_seconds : float
+        and at least this long in all the rounds together
+
+    Returns
+    -------
+    line : dict
+        `dtype`, the times `deconv`, `naive` and `gemm` (s), `speedup` (naive / deconv), `ratio`
+        (deconv / GEMM) and `ok` (both targets hold: speedup at least 3, ratio at most 1.5)
+    """
     spec, rng = DECONV_WORKLOAD, np.random.default_rng(0)
     X = rng.standard_normal((n_ex or spec['X'][0], *spec['X'][1:])).astype(dtype)
     W = rng.standard_normal(spec['W']).astype(dtype)
     kr, kc, in_ch, out_ch = W.shape
-    A, B = rng.standard_normal((X.size // in_ch, in_ch)).astype(dtype), rng.standard_normal((in_ch, kr * kc * out_ch)).astype(dtype)
+    A = rng.standard_normal((X.size // in_ch, in_ch)).astype(dtype)
+    B = rng.standard_normal((in_ch, kr * kc * out_ch)).astype(dtype)
     args = (spec['stride'], spec['pad'], spec['dilation'])
-    t_fast, t_naive, t_gemm = median_times([lambda: deconv2D(X, W, *args), lambda: deconv2D_naive(X, W, *args), lambda: A @ B], repeats, min_seconds)
-    return dict(dtype=np.dtype(dtype).name, deconv=t_fast, naive=t_naive, gemm=t_gemm, speedup=t_naive / t_fast,
-                ratio=t_fast / t_gemm, ok=t_naive / t_fast >= 3 and t_fast / t_gemm <= 1.5)
+    routes = [lambda: deconv2D(X, W, *args), lambda: deconv2D_naive(X, W, *args), lambda: A @ B]
+    t_fast, t_naive, t_gemm = median_times(routes, repeats, min_seconds)
+    return dict(dtype=np.dtype(dtype).name, deconv=t_fast, naive=t_naive, gemm=t_gemm,
+                speedup=t_naive / t_fast, ratio=t_fast / t_gemm,
+                ok=t_naive / t_fast >= 3 and t_fast / t_gemm <= 1.5)
 
 # %% ../nbs/07_benchmark.ipynb #7b4fb1d8
 def bench_backward(dtype, repeats:int=5, n_ex=None, min_seconds:float=0) -> dict:
-    "Time conv2D_backward against conv2D forward on workload B (target: at most 2.5x)."
+    """Time `conv2D_backward` against `conv2D` forward on workload B (target: at most 2.5×).
+
+    Parameters
+    ----------
+    dtype : str or dtype
+        dtype of the input, the kernel and the output gradient
+    repeats : int
+        timed rounds, at least
+    n_ex : int or None
+        batch size instead of the workload's own
+    min_seconds : float
+        and at least this long in all the rounds together
+
+    Returns
+    -------
+    line : dict
+        `dtype`, the times `forward` and `backward` (s), `ratio` (backward / forward), `target` and
+        `ok` (ratio within target)
+    """
     spec, rng = WORKLOADS['B'], np.random.default_rng(0)
     X = rng.standard_normal((n_ex or spec['X'][0], *spec['X'][1:])).astype(dtype)
     W = rng.standard_normal(spec['W']).astype(dtype)
     args = (spec['stride'], spec['pad'], spec['dilation'])
     dZ = rng.standard_normal(calc_conv_out_dims(X.shape, W.shape, *args)).astype(dtype)
-    t_forward, t_backward = median_times([lambda: conv2D(X, W, *args), lambda: conv2D_backward(dZ, X, W, *args)], repeats, min_seconds)
+    routes = [lambda: conv2D(X, W, *args), lambda: conv2D_backward(dZ, X, W, *args)]
+    t_forward, t_backward = median_times(routes, repeats, min_seconds)
     ratio = t_backward / t_forward
-    return dict(dtype=np.dtype(dtype).name, forward=t_forward, backward=t_backward, ratio=ratio, target=2.5, ok=ratio <= 2.5)
+    return dict(dtype=np.dtype(dtype).name, forward=t_forward, backward=t_backward, ratio=ratio,
+                target=2.5, ok=ratio <= 2.5)
 
 # %% ../nbs/07_benchmark.ipynb #ec0f0101
 def bench_memory(n_ex=None) -> dict:
-    "Peak memory allocated by conv2D on workload B with a batch of 256 (float32), by tracemalloc."
+    """Peak memory that `conv2D` allocates on `MEMORY_WORKLOAD` (float32), traced by `tracemalloc`.
+
+    Parameters
+    ----------
+    n_ex : int or None
+        batch size instead of the workload's 256
+
+    Returns
+    -------
+    line : dict
+        `n_ex`, `peak_mib` (the peak, output included), `output_mib`, `columns_mib` (what the full
+        column matrix would take), `limit_mib` and `ok` (peak within limit), sizes in MiB
+    """
     spec = MEMORY_WORKLOAD
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n_ex or spec['X'][0], *spec['X'][1:]), dtype=np.float32)
@@ -167,20 +368,31 @@ def bench_memory(n_ex=None) -> dict:
         Z = conv2D(X, W, spec['stride'], spec['pad'], spec['dilation'])
         peak = tracemalloc.get_traced_memory()[1]
     finally: tracemalloc.stop()
+    columns = Z.shape[0] * Z.shape[1] * Z.shape[2] * np.prod(W.shape[:3]) * 4  # bytes, in float32
     return dict(n_ex=X.shape[0], peak_mib=peak / 2**20, output_mib=Z.nbytes / 2**20,
-                columns_mib=float(Z.shape[0] * Z.shape[1] * Z.shape[2] * np.prod(W.shape[:3]) * 4 / 2**20),
-                limit_mib=spec['limit_mib'], ok=peak / 2**20 <= spec['limit_mib'])
+                columns_mib=float(columns / 2**20), limit_mib=spec['limit_mib'],
+                ok=peak / 2**20 <= spec['limit_mib'])
 
 # %% ../nbs/07_benchmark.ipynb #156e2e6c
 def machine_info() -> str:
-    "NumPy version, BLAS library and its thread count, CPU count, platform."
+    """What the numbers were measured on: NumPy, its BLAS and thread count, CPUs, platform, Python.
+
+    Returns
+    -------
+    info : str
+        one line; the BLAS is named only if `threadpoolctl` is installed
+    """
     blas = 'BLAS unknown (install threadpoolctl to see it)'
     try:
         from threadpoolctl import threadpool_info
         info = [i for i in threadpool_info() if i.get('user_api') == 'blas']
-        if info: blas = f"{info[0].get('internal_api')} {info[0].get('version')} ({info[0].get('architecture')}), {info[0].get('num_threads')} threads"
+        if info:
+            lib = info[0]
+            blas = (f"{lib.get('internal_api')} {lib.get('version')} ({lib.get('architecture')}), "
+                    f"{lib.get('num_threads')} threads")
     except ImportError: pass
-    return f"numpy {np.__version__}, {blas}, {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}"
+    return (f"numpy {np.__version__}, {blas}, {os.cpu_count()} CPUs, {platform.machine()}, "
+            f"Python {platform.python_version()}")
 
 # %% ../nbs/07_benchmark.ipynb #00174a7c
 def _load():
@@ -188,81 +400,224 @@ def _load():
     try: return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError): return None
 
+# %% ../nbs/07_benchmark.ipynb #b700000b
+def _lines(repeats, n_ex, min_seconds, dtypes, workloads):
+    "Every line of the benchmark, in the order it runs: `(label, results key, measure)` triples."
+    timing = dict(repeats=repeats, n_ex=n_ex, min_seconds=min_seconds)
+    return ([(f"conv {name} {dtype}", 'conv', partial(bench_conv, name, dtype, **timing))
+             for dtype in dtypes for name in workloads]
+            + [('col2im float32', 'col2im', partial(bench_col2im, **timing))]
+            + [(f"deconv2D {dtype}", 'deconv', partial(bench_deconv, dtype, **timing))
+               for dtype in dtypes]
+            + [(f"conv2D_backward {dtype}", 'backward', partial(bench_backward, dtype, **timing))
+               for dtype in dtypes]
+            + [('memory float32', 'memory', partial(bench_memory, n_ex))])
+
 # %% ../nbs/07_benchmark.ipynb #c510e63e
-def run_benchmark(repeats:int=5,  # timed rounds per line (medians), at least
-                  n_ex=None,      # override every batch size (a quick, unrepresentative run)
-                  min_seconds:float=1.0, # and at least this long per line
-                  dtypes=('float32', 'float64'),
-                  workloads=tuple(WORKLOADS), # names of the conv workloads to run
-                  progress=None,  # called with each finished line's dict, e.g. to print as you go
-                 ) -> dict:
-    "Run every benchmark line; return the machine, the settings and the results."
-    progress = progress or (lambda r: None)
-    results = dict(machine=machine_info(), repeats=repeats, min_seconds=min_seconds, n_ex=n_ex, date=time.strftime('%Y-%m-%d %H:%M'),
-                   load_before=_load(), conv=[], deconv=[], backward=[])
-    for dtype in dtypes:
-        for name in workloads:
-            results['conv'].append(bench_conv(name, dtype, repeats, n_ex, min_seconds)); progress(results['conv'][-1])
-    results['col2im'] = bench_col2im(repeats, n_ex, min_seconds); progress(results['col2im'])
-    for dtype in dtypes:
-        results['deconv'].append(bench_deconv(dtype, repeats, n_ex, min_seconds)); progress(results['deconv'][-1])
-    for dtype in dtypes:
-        results['backward'].append(bench_backward(dtype, repeats, n_ex, min_seconds)); progress(results['backward'][-1])
-    results['memory'] = bench_memory(n_ex); progress(results['memory'])
+def run_benchmark(repeats:int=5, n_ex=None, min_seconds:float=1.0, dtypes=('float32', 'float64'),
+                  workloads=tuple(WORKLOADS), progress=None) -> dict:
+    """Run every line of the benchmark, one after the other, in this process.
+
+    Parameters
+    ----------
+    repeats : int
+        timed rounds per line, at least; each time is the median over the rounds
+    n_ex : int or None
+        one batch size for every line instead of theirs (a quick, unrepresentative run)
+    min_seconds : float
+        and at least this long per line
+    dtypes : sequence of str
+        dtypes of the conv, deconv2D and backward lines
+    workloads : sequence of str
+        names of the conv workloads to run, keys of `WORKLOADS`
+    progress : callable or None
+        called as `progress(number, total, label)` before each line is measured
+
+    Returns
+    -------
+    results : dict
+        `machine`, the settings, `date`, the load average before and after, and the lines: lists
+        `conv`, `deconv` and `backward`, dicts `col2im` and `memory`; plain values, for `json.dump`
+    """
+    lines = _lines(repeats, n_ex, min_seconds, dtypes, workloads)
+    results = dict(machine=machine_info(), repeats=repeats, min_seconds=min_seconds, n_ex=n_ex,
+                   date=time.strftime('%Y-%m-%d %H:%M'), load_before=_load(),
+                   conv=[], deconv=[], backward=[])
+    for number, (label, key, measure) in enumerate(lines, 1):
+        if progress: progress(number, len(lines), label)
+        line = measure()
+        if isinstance(results.get(key), list): results[key].append(line)
+        else: results[key] = line
     results['load_after'] = _load()
     return results
 
 # %% ../nbs/07_benchmark.ipynb #6b670729
 def _verdict(ok): return 'PASS' if ok else 'FAIL'
+def _ms(seconds): return f"{seconds * 1e3:9.2f}"
 
+def _conv_section(lines):
+    "conv2D / conv1D against their bare GEMM: one row per workload and dtype."
+    rows = ['conv2D / conv1D against the bare GEMM they imply (times in ms)',
+            f"{'wl':<3}{'dtype':<8}{'bare GEMM shape':<26}{'conv':>9}{'GEMM':>9}{'ratio':>7}"
+            f"{'target':>8}{'':>6}{'reference':>11}{'ratio':>7}"]
+    for r in lines:
+        rows.append(f"{r['workload']:<3}{r['dtype']:<8}{r['gemm_shape']:<26}{_ms(r['conv'])}"
+                    f"{_ms(r['gemm'])}{r['ratio']:7.2f}{'<=' + str(r['target']):>8}"
+                    f"{_verdict(r['ok']):>6}{_ms(r['reference']):>11}{r['reference_ratio']:7.2f}")
+    return rows
+
+def _col2im_section(c):
+    "col2im against the reference's scatter, and against NumPy 2's faster flat-index scatter."
+    return [f"col2im vs np.add.at, workload B backward, float32: {c['col2im'] * 1e3:.2f} ms vs "
+            f"{c['add_at'] * 1e3:.2f} ms = {c['speedup']:.1f}x faster (target >= 30x) "
+            f"{_verdict(c['ok'])}",
+            f"  (vs NumPy 2's flat-index np.add.at, {c['add_at_flat'] * 1e3:.2f} ms: "
+            f"{c['speedup_flat']:.1f}x; no target)"]
+
+def _deconv_section(lines):
+    "deconv2D against deconv2D_naive and its bare GEMM: one row per dtype."
+    rows = ['deconv2D, X (8,16,16,32), W (3,3,32,32), stride 2, pad same (times in ms)',
+            f"{'dtype':<9}{'deconv2D':>9}{'naive':>9}{'GEMM':>9}{'naive/fast':>12}"
+            f"{'fast/GEMM':>11}{'':>6}"]
+    for r in lines:
+        rows.append(f"{r['dtype']:<9}{_ms(r['deconv'])}{_ms(r['naive'])}{_ms(r['gemm'])}"
+                    f"{r['speedup']:>10.2f}x{r['ratio']:>10.2f}x{_verdict(r['ok']):>6}"
+                    "   (targets: >= 3x, <= 1.5x)")
+    return rows
+
+def _backward_section(lines):
+    "conv2D_backward against conv2D forward: one row per dtype."
+    return (['conv2D_backward against conv2D forward, workload B (times in ms)']
+            + [f"{r['dtype']:<9}backward {r['backward'] * 1e3:.2f} vs forward "
+               f"{r['forward'] * 1e3:.2f} = {r['ratio']:.2f}x (target <= 2.5x) {_verdict(r['ok'])}"
+               for r in lines])
+
+def _memory_section(m):
+    "conv2D's peak memory against its limit."
+    return [f"conv2D workload B, batch {m['n_ex']}, float32: peak {m['peak_mib']:.1f} MiB traced "
+            f"(output {m['output_mib']:.0f} MiB, full column matrix would be "
+            f"{m['columns_mib']:.0f} MiB); limit {m['limit_mib']} MiB {_verdict(m['ok'])}"]
+
+# %% ../nbs/07_benchmark.ipynb #b700000f
 def format_table(results:dict) -> str:
-    "The benchmark results as a text table, with each target and PASS/FAIL."
-    ms = lambda t: f"{t * 1e3:9.2f}"
-    lines = [f"convutils benchmark, {results['date']}: {results['machine']}",
-             f"medians of at least {results['repeats']} interleaved rounds and {results.get('min_seconds', 0):g} s per line" + (f", batch size overridden to {results['n_ex']}" if results['n_ex'] else '')
-             + f"; load average {results['load_before']} before, {results['load_after']} after",
-             '', 'conv2D / conv1D against the bare GEMM they imply (times in ms)',
-             f"{'wl':<3}{'dtype':<8}{'bare GEMM shape':<26}{'conv':>9}{'GEMM':>9}{'ratio':>7}{'target':>8}{'':>6}{'reference':>11}{'ratio':>7}"]
-    for r in results['conv']:
-        lines.append(f"{r['workload']:<3}{r['dtype']:<8}{r['gemm_shape']:<26}{ms(r['conv'])}{ms(r['gemm'])}{r['ratio']:7.2f}"
-                     f"{'<=' + str(r['target']):>8}{_verdict(r['ok']):>6}{ms(r['reference']):>11}{r['reference_ratio']:7.2f}")
-    c = results['col2im']
-    lines += ['', f"col2im vs np.add.at, workload B backward, float32: {ms(c['col2im']).strip()} ms vs {ms(c['add_at']).strip()} ms"
-                  f" = {c['speedup']:.1f}x faster (target >= 30x) {_verdict(c['ok'])}",
-              f"  (vs NumPy 2's flat-index np.add.at, {ms(c['add_at_flat']).strip()} ms: {c['speedup_flat']:.1f}x; no target)"]
-    lines += ['', 'deconv2D, X (8,16,16,32), W (3,3,32,32), stride 2, pad same (times in ms)',
-              f"{'dtype':<9}{'deconv2D':>9}{'naive':>9}{'GEMM':>9}{'naive/fast':>12}{'fast/GEMM':>11}{'':>6}"]
-    for r in results['deconv']:
-        lines.append(f"{r['dtype']:<9}{ms(r['deconv'])}{ms(r['naive'])}{ms(r['gemm'])}{r['speedup']:>10.2f}x{r['ratio']:>10.2f}x"
-                     f"{_verdict(r['ok']):>6}   (targets: >= 3x, <= 1.5x)")
-    lines += ['', 'conv2D_backward against conv2D forward, workload B (times in ms)']
-    for r in results.get('backward', []):
-        lines.append(f"{r['dtype']:<9}backward {ms(r['backward']).strip()} vs forward {ms(r['forward']).strip()} = {r['ratio']:.2f}x"
-                     f" (target <= 2.5x) {_verdict(r['ok'])}")
-    m = results['memory']
-    lines += ['', f"conv2D workload B, batch {m['n_ex']}, float32: peak {m['peak_mib']:.1f} MiB traced (output {m['output_mib']:.0f} MiB,"
-                  f" full column matrix would be {m['columns_mib']:.0f} MiB); limit {m['limit_mib']} MiB {_verdict(m['ok'])}"]
-    return '\n'.join(lines)
+    """The benchmark's results as a text table, with each target and PASS or FAIL.
+
+    Parameters
+    ----------
+    results : dict
+        what `run_benchmark` returns, or its JSON read back
+
+    Returns
+    -------
+    table : str
+        a heading (date, machine, settings, load average), then one section per kind of line
+    """
+    override = f", batch size overridden to {results['n_ex']}" if results['n_ex'] else ''
+    heading = [f"convutils benchmark, {results['date']}: {results['machine']}",
+               f"medians of at least {results['repeats']} interleaved rounds and "
+               f"{results.get('min_seconds', 0):g} s per line{override}; "
+               f"load average {results['load_before']} before, {results['load_after']} after"]
+    sections = [heading, _conv_section(results['conv']), _col2im_section(results['col2im']),
+                _deconv_section(results['deconv']), _backward_section(results.get('backward', [])),
+                _memory_section(results['memory'])]
+    return '\n\n'.join('\n'.join(section) for section in sections)
+
+# %% ../nbs/07_benchmark.ipynb #b7000011
+class _CommandError(Exception):
+    "A mistake on the command line, or a missing extra: reported in one line, exit status 2."
+
+class _Parser(argparse.ArgumentParser):
+    "An argument parser that raises its errors, so that `main` reports them in one line."
+    def error(self, message): raise _CommandError(message)
+
+def _at_least(low, kind=int):
+    "An argparse type: a number of `kind` that is at least `low`."
+    def parse(text):
+        try: value = kind(text)
+        except ValueError: value = None
+        if value is None or not value >= low:
+            what = 'an integer' if kind is int else 'a number'
+            raise argparse.ArgumentTypeError(f"must be {what} >= {low:g}, got {text!r}")
+        return value
+    return parse
+
+def _workload_names(text):
+    "An argparse type: names of `WORKLOADS`, one letter each, such as 'BC'."
+    unknown = sorted(set(text) - set(WORKLOADS))
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown workloads {''.join(unknown)} in {text!r}; choose from {''.join(WORKLOADS)}")
+    return text
+
+# %% ../nbs/07_benchmark.ipynb #b7000012
+def _parser(prog):
+    "The benchmark's command-line options."
+    parser = _Parser(prog=prog, description="Time convutils' convolutions against the matrix "
+                     "products they imply, and print the table (progress goes to stderr).")
+    parser.add_argument('--repeats', type=_at_least(1), default=7, metavar='N',
+                        help="timed rounds per line, at least; the median is reported (default: 7)")
+    parser.add_argument('--min-seconds', type=_at_least(0, float), default=1.0, metavar='S',
+                        help="and at least this long per line (default: 1)")
+    parser.add_argument('--n-ex', type=_at_least(1), metavar='N',
+                        help="one batch size for every line: a quick, unrepresentative run")
+    parser.add_argument('--workloads', type=_workload_names, default=''.join(WORKLOADS),
+                        metavar='NAMES', help="conv workloads to run, e.g. BC (default: all)")
+    parser.add_argument('--save', metavar='FILE', help="also write the results to this JSON file")
+    parser.add_argument('--dask', action='store_true', help="also time the Dask route "
+                        "(convutils.scaleout.bench_dask; needs convutils[dask])")
+    parser.add_argument('--quiet', action='store_true', help="print no progress, only the table")
+    return parser
+
+def _import_bench_dask():
+    "`convutils.scaleout.bench_dask`, imported only when `--dask` asks for it: it needs dask."
+    try:
+        from convutils.scaleout import bench_dask
+    except ImportError as e:
+        hint = "pip install 'convutils[dask]'"
+        raise _CommandError(f"--dask needs convutils[dask]: {hint} ({e})") from None
+    return bench_dask
 
 # %% ../nbs/07_benchmark.ipynb #945eb9dd
-def main(argv=None) -> int:
-    "Command-line entry point: `python -m convutils.benchmark [--repeats N] [--n-ex N] [--workloads ABCDE] [--save FILE]`; returns 0."
-    parser = argparse.ArgumentParser(prog='python -m convutils.benchmark', description=__doc__ or 'convutils benchmark')
-    parser.add_argument('--repeats', type=int, default=7, help='timed rounds per line, at least; the median is reported (default 7)')
-    parser.add_argument('--min-seconds', type=float, default=1.0, help='and at least this long per line (default 1)')
-    parser.add_argument('--n-ex', type=int, default=None, help='override every batch size (quick, unrepresentative)')
-    parser.add_argument('--save', default=None, help='also write the results to this JSON file')
-    parser.add_argument('--workloads', default=''.join(WORKLOADS), help='conv workloads to run, e.g. BC (default: all)')
-    args = parser.parse_args(argv)
-    print(f"measuring (medians of at least {args.repeats} rounds and {args.min_seconds:g} s per line; about {20 * args.repeats} s) ...", file=sys.stderr)
-    unknown = set(args.workloads) - set(WORKLOADS)
-    if unknown: parser.error(f"unknown workloads {''.join(sorted(unknown))}; choose from {''.join(WORKLOADS)}")
-    results = run_benchmark(args.repeats, args.n_ex, args.min_seconds, workloads=tuple(args.workloads),
-                            progress=lambda r: print('.', end='', file=sys.stderr, flush=True))
-    print(file=sys.stderr)
+def main(argv=None, *, prog='python -m convutils.benchmark') -> int:
+    """Run the benchmark from the command line: progress to stderr, the table to stdout.
+
+    Parameters
+    ----------
+    argv : list of str or None
+        the options, e.g. `['--repeats', '3']`; None reads `sys.argv[1:]`
+    prog : str
+        the command's name in the usage and error messages
+
+    Returns
+    -------
+    status : int
+        0 when the table was printed (or the help), 2 for a mistake on the command line
+    """
+    try:
+        args = _parser(prog).parse_args(argv)
+        bench_dask = _import_bench_dask() if args.dask else None  # fail now, not after the run
+    except _CommandError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e: return e.code or 0  # --help
+    def say(text):
+        if not args.quiet: print(text, file=sys.stderr, flush=True)
+    def show(number, total, label):
+        if number == 1:
+            say(f"measuring {total} lines, each for at least {args.repeats} rounds and "
+                f"{args.min_seconds:g} s:")
+        say(f"[{number}/{total}] {label}")
+    started = time.perf_counter()
+    results = run_benchmark(args.repeats, args.n_ex, args.min_seconds,
+                            workloads=tuple(args.workloads), progress=show)
+    say(f"done in {time.perf_counter() - started:.0f} s")
     print(format_table(results))
+    if bench_dask:
+        say("timing the Dask route: convutils.scaleout.bench_dask()")
+        results['dask'] = bench_dask()
+        print(f"\n{results['dask']}")
     if args.save:
-        with open(args.save, 'w') as f: json.dump(results, f, indent=1)
+        with open(args.save, 'w') as f: json.dump(results, f, indent=1, default=str)
     return 0
 
 # %% ../nbs/07_benchmark.ipynb #85bfe95e

@@ -1,0 +1,43 @@
+"""The benchmark as a program: `python -m convutils bench` takes the benchmark's own options.
+
+The benchmark notebook tests `convutils.benchmark.main` itself (options, errors, progress lines,
+`--quiet`, `--dask`). These tests run the installed commands in a fresh interpreter. Every run is
+tiny (batch size 1, one round, no minimum time, workload A), so its numbers mean nothing.
+"""
+import subprocess
+import sys
+
+TINY = ['--n-ex', '1', '--repeats', '1', '--min-seconds', '0', '--workloads', 'A']
+
+
+def run(*args):
+    "Run `python ARGS...` in a fresh interpreter; return the completed process."
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_importing_the_benchmark_does_not_import_dask():
+    code = "import sys, convutils.benchmark; print('dask' in sys.modules, 'convutils.scaleout' in sys.modules)"
+    result = run('-c', code)
+    assert result.stdout.split() == ['False', 'False'], result
+
+
+def test_bench_help_is_the_benchmarks_help():
+    result = run('-m', 'convutils', 'bench', '--help')
+    assert result.returncode == 0, result
+    for option in ('--repeats', '--min-seconds', '--n-ex', '--workloads', '--save', '--dask', '--quiet'):
+        assert option in result.stdout, (option, result.stdout)
+
+
+def test_bench_takes_the_benchmarks_options():
+    result = run('-m', 'convutils', 'bench', *TINY)
+    assert result.returncode == 0, result
+    assert result.stdout.startswith('convutils benchmark, '), result
+    assert '[1/8] conv A float32' in result.stderr.splitlines(), result.stderr
+    result = run('-m', 'convutils', 'bench', *TINY, '--quiet')
+    assert (result.returncode, result.stderr) == (0, ''), result
+
+
+def test_bench_reports_a_bad_option_in_one_line_with_status_2():
+    result = run('-m', 'convutils', 'bench', '--repeats', '0')
+    assert result.returncode == 2 and result.stdout == '', result
+    assert result.stderr.count('\n') == 1 and '--repeats' in result.stderr, result.stderr
