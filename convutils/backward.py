@@ -16,11 +16,12 @@ def _check_dZ(dZ,               # the gradient of the loss with respect to the f
               forward:str,      # the forward function's name, for the message
               X_shape, W_shape, # the shapes the forward output was computed from
              ) -> np.ndarray:
-    "Return `dZ` as an array, or raise a `ValueError` naming it, its shape and the forward output's shape."
+    "Return `dZ` as an array, or raise a `ValueError` naming its shape and the one expected."
     dZ = np.asarray(dZ)
     if dZ.shape != tuple(expected):
-        raise ValueError(f"dZ must have the shape of {forward}'s output, {tuple(expected)} (for X of shape {tuple(X_shape)} "
-                         f"and W of shape {tuple(W_shape)}), got {dZ.shape}")
+        raise ValueError(f"dZ must have the shape of {forward}'s output, {tuple(expected)} "
+                         f"(for X of shape {tuple(X_shape)} and W of shape {tuple(W_shape)}), "
+                         f"got {dZ.shape}")
     return dZ
 
 # %% ../nbs/06_backward.ipynb #f3ddc390
@@ -34,7 +35,7 @@ def _conv2D_grads(dZ, X, W, g, input_grad=True):
 # %% ../nbs/06_backward.ipynb #8bcfa3e9
 @accepts_dask
 def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
-    """Gradients `(dX, dW)` of `conv2D(X, W, stride, pad, dilation)`, given its output gradient `dZ`.
+    """Gradients `(dX, dW)` of `conv2D(X, W, stride, pad, dilation)` from its output gradient `dZ`.
 
     Parameters
     ----------
@@ -67,7 +68,7 @@ def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
 # %% ../nbs/06_backward.ipynb #77eb65e9
 @accepts_dask
 def conv1D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
-    """Gradients `(dX, dW)` of `conv1D(X, W, stride, pad, dilation)`, given its output gradient `dZ`.
+    """Gradients `(dX, dW)` of `conv1D(X, W, stride, pad, dilation)` from its output gradient `dZ`.
 
     Parameters
     ----------
@@ -101,12 +102,13 @@ def conv1D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
 # %% ../nbs/06_backward.ipynb #b8b4ff69
 @accepts_dask
 def deconv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
-    """Gradients `(dX, dW)` of `deconv2D(X, W, stride, pad, dilation)`, given its output gradient `dZ`.
+    """Gradients `(dX, dW)` of `deconv2D(X, W, stride, pad, dilation)` from its output gradient.
 
     Parameters
     ----------
     dZ : array_like
-        gradient of the loss with respect to `deconv2D`'s output, `(n_ex, out_rows, out_cols, out_ch)`
+        gradient of the loss with respect to `deconv2D`'s output,
+        `(n_ex, out_rows, out_cols, out_ch)`
     X : array_like
         the forward input, `(n_ex, in_rows, in_cols, in_ch)`
     W : array_like
@@ -114,7 +116,8 @@ def deconv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
     stride : int
         the forward stride
     pad : int, tuple or str
-        the forward crop: an int, `(rows, cols)`, `(top, bottom, left, right)`, `'same'` or `'valid'`
+        the forward crop: an int, `(rows, cols)`, `(top, bottom, left, right)`, `'same'` or
+        `'valid'`
     dilation : int
         the forward dilation (zeros between kernel taps)
     input_grad : bool

@@ -11,13 +11,27 @@ from .padding import check_conv, effective_kernel, pad2D, summing_dtype
 from .engine import accepts_dask, conv_adjoint, conv_forward
 
 # %% ../nbs/02_convolution.ipynb #02361b91
-def conv2D_naive(X,              # input of shape (n_ex, in_rows, in_cols, in_ch)
-                 W,              # kernel of shape (kernel_rows, kernel_cols, in_ch, out_ch)
-                 stride:int,     # step between windows, on both axes
-                 pad,            # int, (rows, cols), (top, bottom, left, right), 'same' or 'valid'
-                 dilation:int=0, # zeros inserted between kernel taps
-                ) -> np.ndarray:
-    "2-D cross-correlation by an explicit loop over output positions: the readable definition."
+def conv2D_naive(X, W, stride:int, pad, dilation:int=0) -> np.ndarray:
+    """2-D cross-correlation by an explicit loop over output positions: the readable definition.
+
+    Parameters
+    ----------
+    X : array_like
+        input of shape `(n_ex, in_rows, in_cols, in_ch)`
+    W : array_like
+        kernels of shape `(kernel_rows, kernel_cols, in_ch, out_ch)`
+    stride : int
+        step between windows, on both axes (>= 1)
+    pad : int, tuple or str
+        an int, `(rows, cols)`, `(top, bottom, left, right)`, `'same'` or `'valid'`
+    dilation : int
+        zeros inserted between kernel taps
+
+    Returns
+    -------
+    Z : ndarray
+        `(n_ex, out_rows, out_cols, out_ch)`, float32 for float32 inputs, float64 for integers
+    """
     X, W, g = check_conv(X, W, stride, pad, dilation)
     dtype = summing_dtype(X, W)
     X_pad, W = pad2D(X.astype(dtype), g.pad)[0], W.astype(dtype)
@@ -27,7 +41,8 @@ def conv2D_naive(X,              # input of shape (n_ex, in_rows, in_cols, in_ch
     for a in range(g.out_dims[0]):
         for b in range(g.out_dims[1]):
             window = X_pad[:, a * s:a * s + eff_rows:step, b * s:b * s + eff_cols:step]
-            Z[:, a, b] = (window[..., None] * W).sum(axis=(1, 2, 3))  # (n,kr,kc,in,1) * (kr,kc,in,out)
+            # (n,kr,kc,in,1) * (kr,kc,in,out)
+            Z[:, a, b] = (window[..., None] * W).sum(axis=(1, 2, 3))
     return Z
 
 # %% ../nbs/02_convolution.ipynb #2fa97f1c
@@ -85,13 +100,28 @@ def conv1D(X, W, stride, pad, dilation=0):
     return conv_forward(X[:, None], W[None], g.as_2D())[:, 0]
 
 # %% ../nbs/02_convolution.ipynb #7aa71258
-def deconv2D_naive(X,              # input of shape (n_ex, in_rows, in_cols, in_ch)
-                   W,              # kernel of shape (kernel_rows, kernel_cols, in_ch, out_ch)
-                   stride:int,     # step between the stamps of neighbouring input pixels
-                   pad,            # crop: int, (rows, cols), (top, bottom, left, right), 'same' or 'valid'
-                   dilation:int=0, # zeros inserted between kernel taps
-                  ) -> np.ndarray:
-    "Transposed 2-D convolution by an explicit loop of stamps: the readable definition; NHWC result."
+def deconv2D_naive(X, W, stride:int, pad, dilation:int=0) -> np.ndarray:
+    """Transposed 2-D convolution by an explicit loop of stamps: the readable definition.
+
+    Parameters
+    ----------
+    X : array_like
+        input of shape `(n_ex, in_rows, in_cols, in_ch)`
+    W : array_like
+        kernels of shape `(kernel_rows, kernel_cols, in_ch, out_ch)`
+    stride : int
+        step between the stamps of neighbouring input pixels (>= 1)
+    pad : int, tuple or str
+        what to crop from the full output: an int, `(rows, cols)`, `(top, bottom, left, right)`,
+        `'same'` (the output has `stride*in` pixels) or `'valid'` (nothing)
+    dilation : int
+        zeros inserted between kernel taps
+
+    Returns
+    -------
+    Y : ndarray
+        NHWC `(n_ex, out_rows, out_cols, out_ch)`, in the dtype rule's dtype
+    """
     X, W, g = check_conv(X, W, stride, pad, dilation, transposed=True)
     dtype = summing_dtype(X, W)
     X, W = X.astype(dtype), W.astype(dtype)
@@ -132,4 +162,5 @@ def deconv2D(X, W, stride, pad, dilation=0):
     """
     X, W, g = check_conv(X, W, stride, pad, dilation, transposed=True)
     dtype = summing_dtype(X, W)
-    return conv_adjoint(X.astype(dtype, copy=False), W.astype(dtype, copy=False).transpose(0, 1, 3, 2), g)
+    return conv_adjoint(X.astype(dtype, copy=False),
+                        W.astype(dtype, copy=False).transpose(0, 1, 3, 2), g)

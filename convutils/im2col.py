@@ -11,25 +11,56 @@ from .padding import check_array, check_shape, ConvGeometry, summing_dtype
 from .engine import strided_windows, add_taps
 
 # %% ../nbs/01_im2col.ipynb #e098d7c2
-def window_view(X_pad,          # padded input of shape (n_ex, in_rows, in_cols, in_ch)
-                kernel_shape,   # (kernel_rows, kernel_cols)
-                stride:int=1,   # step between windows, on both axes
-                dilation:int=0, # zeros inserted between kernel taps
-               ) -> np.ndarray:
-    "Read-only view of every window: `(n_ex, out_rows, out_cols, kernel_rows, kernel_cols, in_ch)`."
+def window_view(X_pad, kernel_shape, stride:int=1, dilation:int=0) -> np.ndarray:
+    """A read-only view of every window of the padded input `X_pad`, without copying.
+
+    Parameters
+    ----------
+    X_pad : array_like
+        input of shape `(n_ex, in_rows, in_cols, in_ch)`, already padded
+    kernel_shape : tuple of int
+        `(kernel_rows, kernel_cols)`
+    stride : int
+        step between windows, on both axes
+    dilation : int
+        zeros inserted between kernel taps
+
+    Returns
+    -------
+    windows : ndarray
+        a read-only view of `X_pad`, `(n_ex, out_rows, out_cols, kernel_rows, kernel_cols, in_ch)`
+    """
     X_pad = check_array(X_pad, 'X_pad', '(n_ex, in_rows, in_cols, in_ch)')
     kernel = check_shape(kernel_shape, 'kernel_shape', '(kernel_rows, kernel_cols)')
     g = ConvGeometry.of(X_pad.shape, (*kernel, X_pad.shape[3], 1), stride, 0, dilation)
-    return strided_windows(X_pad, kernel, g.out_dims, g.stride, g.dilation).transpose(0, 1, 2, 4, 5, 3)
+    windows = strided_windows(X_pad, kernel, g.out_dims, g.stride, g.dilation)
+    return windows.transpose(0, 1, 2, 4, 5, 3)
 
 # %% ../nbs/01_im2col.ipynb #e4bfbe97
-def im2col(X,              # input of shape (n_ex, in_rows, in_cols, in_ch), unpadded
-           W_shape,        # kernel shape (kernel_rows, kernel_cols, in_ch, out_ch)
-           pad,            # int, (rows, cols), (top, bottom, left, right), 'same' or 'valid'
-           stride:int,     # step between windows, on both axes
-           dilation:int=0, # zeros inserted between kernel taps
-          ) -> tuple:
-    "Every window of `X` as a column: `(X_col, (top, bottom, left, right))`, see the shape above."
+def im2col(X, W_shape, pad, stride:int, dilation:int=0) -> tuple:
+    """Every window of `X` as a column: `(X_col, (top, bottom, left, right))`, see the shape above.
+
+    Parameters
+    ----------
+    X : array_like
+        input of shape `(n_ex, in_rows, in_cols, in_ch)`, unpadded
+    W_shape : tuple of int
+        kernel shape `(kernel_rows, kernel_cols, in_ch, out_ch)`
+    pad : int, tuple or str
+        an int, `(rows, cols)`, `(top, bottom, left, right)`, `'same'` or `'valid'`
+    stride : int
+        step between windows, on both axes
+    dilation : int
+        zeros inserted between kernel taps
+
+    Returns
+    -------
+    X_col : ndarray
+        `(kr*kc*in_ch, n_ex*out_rows*out_cols)`, of `X`'s dtype: rows channel-major, then kernel
+        row, then kernel column; columns by output position, the example index fastest
+    pad : tuple of int
+        the resolved padding `(top, bottom, left, right)`
+    """
     X = check_array(X, 'X', '(n_ex, in_rows, in_cols, in_ch)')
     g = ConvGeometry.of(X.shape, W_shape, stride, pad, dilation, n_dims=4)
     (n_ex, in_rows, in_cols, in_ch), (top, bottom, left, right) = X.shape, g.pad
@@ -44,14 +75,30 @@ _ACCUMULATOR_BYTES = 1 << 20  # per block of channels: fits a 1 MiB L2 cache
 _TILE_BYTES = 1 << 18         # per band of rows in the final transpose
 
 # %% ../nbs/01_im2col.ipynb #05866afa
-def col2im(X_col,          # columns (kernel_rows*kernel_cols*in_ch, n_ex*out_rows*out_cols)
-           X_shape,        # shape of the unpadded input (n_ex, in_rows, in_cols, in_ch)
-           W_shape,        # kernel shape (kernel_rows, kernel_cols, in_ch, out_ch)
-           pad,            # int, (rows, cols), (top, bottom, left, right), 'same' or 'valid'
-           stride:int,     # step between windows, on both axes
-           dilation:int=0, # zeros inserted between kernel taps
-          ) -> np.ndarray:
-    "Add every column back onto the pixels `im2col` took it from (its adjoint); NHWC result."
+def col2im(X_col, X_shape, W_shape, pad, stride:int, dilation:int=0) -> np.ndarray:
+    """Add every column back onto the pixels `im2col` took it from (its adjoint); NHWC result.
+
+    Parameters
+    ----------
+    X_col : array_like
+        columns in `im2col`'s layout, `(kr*kc*in_ch, n_ex*out_rows*out_cols)`
+    X_shape : tuple of int
+        shape of the unpadded input `(n_ex, in_rows, in_cols, in_ch)`
+    W_shape : tuple of int
+        kernel shape `(kernel_rows, kernel_cols, in_ch, out_ch)`
+    pad : int, tuple or str
+        an int, `(rows, cols)`, `(top, bottom, left, right)`, `'same'` or `'valid'`
+    stride : int
+        step between windows, on both axes
+    dilation : int
+        zeros inserted between kernel taps
+
+    Returns
+    -------
+    img : ndarray
+        `(n_ex, in_rows, in_cols, in_ch)`: the sums, with the padding cropped; float32 stays
+        float32, integer and boolean columns are summed in float64
+    """
     X_col = check_array(X_col, 'X_col', '(kernel_rows*kernel_cols*in_ch, n_ex*out_rows*out_cols)')
     g = ConvGeometry.of(X_shape, W_shape, stride, pad, dilation, n_dims=4)
     (n_ex, in_rows, in_cols, in_ch), (kernel_rows, kernel_cols) = g.in_shape, g.kernel
@@ -60,7 +107,8 @@ def col2im(X_col,          # columns (kernel_rows*kernel_cols*in_ch, n_ex*out_ro
     if X_col.shape != expected:
         raise ValueError(f"X_col must have shape {expected} = (kernel_rows*kernel_cols*in_ch, "
                          f"n_ex*out_rows*out_cols) for X_shape={g.in_shape}, kernel {g.kernel}, "
-                         f"pad={g.pad}, stride={g.stride}, dilation={g.dilation}; got {X_col.shape}")
+                         f"pad={g.pad}, stride={g.stride}, dilation={g.dilation}; "
+                         f"got {X_col.shape}")
     cols = X_col.reshape(in_ch, kernel_rows, kernel_cols, out_rows, out_cols, n_ex)
     step, dtype = g.dilation + 1, summing_dtype(X_col)
     pad_rows, pad_cols = top + in_rows + bottom, left + in_cols + right
@@ -73,7 +121,8 @@ def col2im(X_col,          # columns (kernel_rows*kernel_cols*in_ch, n_ex*out_ro
         acc = buffer[:min(n_block, in_ch - first)]
         add_taps(acc, [(i * step, j * step, cols[channels, i, j])
                        for i in range(kernel_rows) for j in range(kernel_cols)], g.stride)
-        by_pixel[:, :, channels] = acc[:, top:top + in_rows, left:left + in_cols].transpose(1, 2, 0, 3)
+        unpadded = acc[:, top:top + in_rows, left:left + in_cols]
+        by_pixel[:, :, channels] = unpadded.transpose(1, 2, 0, 3)
     img = np.empty((n_ex, in_rows, in_cols, in_ch), dtype=dtype)
     band = max(1, _TILE_BYTES // max(1, in_cols * in_ch * n_ex * dtype.itemsize))
     for row in range(0, in_rows, band):  # step 2: a band of rows at a time, small enough for cache

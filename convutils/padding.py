@@ -12,25 +12,57 @@ from dataclasses import dataclass
 import numpy as np
 
 # %% ../nbs/00_padding.ipynb #6e710600
-def pad2D(X,                 # input of shape (n_ex, in_rows, in_cols, in_ch)
-          pad,               # int, (rows, cols), (top, bottom, left, right), 'same' or 'valid'
-          kernel_shape=None, # (kernel_rows, kernel_cols); needed for 'same'
-          stride=None,       # step between windows; needed for 'same'
-          dilation:int=0,    # zeros inserted between kernel taps
-         ) -> tuple:
-    "Zero-pad the rows and columns of an NHWC batch; return `(X_pad, (top, bottom, left, right))`."
+def pad2D(X, pad, kernel_shape=None, stride=None, dilation:int=0) -> tuple:
+    """Zero-pad the rows and columns of an NHWC batch; return `(X_pad, (top, bottom, left, right))`.
+
+    Parameters
+    ----------
+    X : array_like
+        input of shape `(n_ex, in_rows, in_cols, in_ch)`
+    pad : int, tuple or str
+        an int, `(rows, cols)`, `(top, bottom, left, right)`, `'same'` or `'valid'`
+    kernel_shape : tuple, optional
+        `(kernel_rows, kernel_cols)`; needed for `'same'`
+    stride : int, optional
+        step between windows; needed for `'same'`
+    dilation : int
+        zeros inserted between kernel taps
+
+    Returns
+    -------
+    X_pad : ndarray
+        a new array of `X`'s dtype, `(n_ex, top + in_rows + bottom, left + in_cols + right, in_ch)`
+    pad : tuple
+        the resolved padding `(top, bottom, left, right)`
+    """
     X = check_array(X, 'X', '(n_ex, in_rows, in_cols, in_ch)')
     top, bottom, left, right = resolve_pad2D(pad, X.shape, kernel_shape, stride, dilation)
     return np.pad(X, ((0, 0), (top, bottom), (left, right), (0, 0))), (top, bottom, left, right)
 
 # %% ../nbs/00_padding.ipynb #ac726065
-def pad1D(X,                 # input of shape (n_ex, l_in, in_ch)
-          pad,               # int, (left, right), 'same', 'causal' or 'valid'
-          kernel_width=None, # taps of the kernel; needed for the strings
-          stride=None,       # step between windows; needed for the strings
-          dilation:int=0,    # zeros inserted between kernel taps
-         ) -> tuple:
-    "Zero-pad the length axis of a batch of sequences; return `(X_pad, (left, right))`."
+def pad1D(X, pad, kernel_width=None, stride=None, dilation:int=0) -> tuple:
+    """Zero-pad the length axis of a batch of sequences; return `(X_pad, (left, right))`.
+
+    Parameters
+    ----------
+    X : array_like
+        input of shape `(n_ex, l_in, in_ch)`
+    pad : int, tuple or str
+        an int, `(left, right)`, `'same'`, `'causal'` or `'valid'`
+    kernel_width : int, optional
+        taps of the kernel; needed for the strings
+    stride : int, optional
+        step between windows; needed for the strings
+    dilation : int
+        zeros inserted between kernel taps
+
+    Returns
+    -------
+    X_pad : ndarray
+        a new array of `X`'s dtype, `(n_ex, left + l_in + right, in_ch)`
+    pad : tuple
+        the resolved padding `(left, right)`
+    """
     X = check_array(X, 'X', '(n_ex, l_in, in_ch)')
     left, right = resolve_pad1D(pad, X.shape, kernel_width, stride, dilation)
     return np.pad(X, ((0, 0), (left, right), (0, 0))), (left, right)
@@ -41,35 +73,68 @@ def _pad_for_out(in_len, out_len, kernel_size, stride, dilation, name):
     if conv_out_len(in_len, 0, 0, kernel_size, stride, dilation) == out_len: return 0, 0
     total = conv_span(out_len, kernel_size, stride, dilation) - in_len
     if total < 0:
-        raise ValueError(f"{name}={out_len} cannot be reached by padding: input length {in_len}, kernel {kernel_size}, "
-                         f"stride {stride}, dilation {dilation} already give "
-                         f"{conv_out_len(in_len, 0, 0, kernel_size, stride, dilation)} outputs without padding")
+        unpadded = conv_out_len(in_len, 0, 0, kernel_size, stride, dilation)
+        raise ValueError(f"{name}={out_len} cannot be reached by padding: input length {in_len}, "
+                         f"kernel {kernel_size}, stride {stride}, dilation {dilation} already give "
+                         f"{unpadded} outputs without padding")
     return total // 2, total - total // 2
 
 # %% ../nbs/00_padding.ipynb #825e75f9
-def calc_pad_dims_2D(X_shape,      # input shape (n_ex, in_rows, in_cols, in_ch)
-                     out_dim,      # wanted output size (out_rows, out_cols)
-                     kernel_shape, # (kernel_rows, kernel_cols)
-                     stride:int,   # step between windows, on both axes
-                     dilation:int=0, # zeros inserted between kernel taps
-                    ) -> tuple:
-    "Padding `(top, bottom, left, right)` that makes a 2-D convolution output `out_dim`."
-    _, in_rows, in_cols, _ = check_shape(X_shape, 'X_shape', '(n_ex, in_rows, in_cols, in_ch)', zero_first=True)
+def calc_pad_dims_2D(X_shape, out_dim, kernel_shape, stride:int, dilation:int=0) -> tuple:
+    """Padding `(top, bottom, left, right)` that makes a 2-D convolution output `out_dim`.
+
+    Parameters
+    ----------
+    X_shape : tuple of int
+        input shape `(n_ex, in_rows, in_cols, in_ch)`
+    out_dim : tuple of int
+        wanted output size `(out_rows, out_cols)`
+    kernel_shape : tuple of int
+        `(kernel_rows, kernel_cols)`
+    stride : int
+        step between windows, on both axes
+    dilation : int
+        zeros inserted between kernel taps
+
+    Returns
+    -------
+    pad : tuple of int
+        `(top, bottom, left, right)`, split as evenly as possible, the odd pixel at the bottom/right
+    """
+    _, in_rows, in_cols, _ = check_shape(X_shape, 'X_shape', '(n_ex, in_rows, in_cols, in_ch)',
+                                         zero_first=True)
     out_rows, out_cols = check_shape(out_dim, 'out_dim', '(out_rows, out_cols)')
-    kernel_rows, kernel_cols = check_shape(kernel_shape, 'kernel_shape', '(kernel_rows, kernel_cols)')
+    kernel_rows, kernel_cols = check_shape(kernel_shape, 'kernel_shape',
+                                           '(kernel_rows, kernel_cols)')
     stride, dilation = check_stride(stride), check_dilation(dilation)
     return (*_pad_for_out(in_rows, out_rows, kernel_rows, stride, dilation, 'out_rows'),
             *_pad_for_out(in_cols, out_cols, kernel_cols, stride, dilation, 'out_cols'))
 
 # %% ../nbs/00_padding.ipynb #b71f707c
-def calc_pad_dims_1D(X_shape,          # input shape (n_ex, l_in, in_ch)
-                     l_out:int,        # wanted output length
-                     kernel_width:int, # taps of the kernel
-                     stride:int,       # step between windows
-                     dilation:int=0,   # zeros inserted between kernel taps
-                     causal:bool=False, # put all the padding on the left
-                    ) -> tuple:
-    "Padding `(left, right)` that makes a 1-D convolution output `l_out` positions."
+def calc_pad_dims_1D(X_shape, l_out:int, kernel_width:int, stride:int, dilation:int=0,
+                     causal:bool=False) -> tuple:
+    """Padding `(left, right)` that makes a 1-D convolution output `l_out` positions.
+
+    Parameters
+    ----------
+    X_shape : tuple of int
+        input shape `(n_ex, l_in, in_ch)`
+    l_out : int
+        wanted output length
+    kernel_width : int
+        taps of the kernel
+    stride : int
+        step between windows
+    dilation : int
+        zeros inserted between kernel taps
+    causal : bool
+        put all the padding on the left
+
+    Returns
+    -------
+    pad : tuple of int
+        `(left, right)`
+    """
     _, l_in, _ = check_shape(X_shape, 'X_shape', '(n_ex, l_in, in_ch)', zero_first=True)
     l_out, kernel_width = check_int(l_out, 'l_out', 1), check_int(kernel_width, 'kernel_width', 1)
     stride, dilation = check_stride(stride), check_dilation(dilation)
@@ -77,40 +142,82 @@ def calc_pad_dims_1D(X_shape,          # input shape (n_ex, l_in, in_ch)
     return (left + right, 0) if causal else (left, right)
 
 # %% ../nbs/00_padding.ipynb #ef809c0b
-def effective_kernel(kernel_size:int, # number of taps along one axis
-                     dilation:int=0,  # zeros inserted between taps
-                    ) -> int:
-    "The number of input pixels a dilated kernel spans along one axis."
+def effective_kernel(kernel_size:int, dilation:int=0) -> int:
+    """The number of input pixels a dilated kernel spans along one axis.
+
+    Parameters
+    ----------
+    kernel_size : int
+        number of taps along one axis
+    dilation : int
+        zeros inserted between taps
+
+    Returns
+    -------
+    eff : int
+        `(dilation + 1) * (kernel_size - 1) + 1`
+    """
     return (dilation + 1) * (kernel_size - 1) + 1
 
 # %% ../nbs/00_padding.ipynb #41e1dc89
-def conv_out_len(in_len:int,    # input length along the axis
-                 pad_before:int, # zeros added before (top or left)
-                 pad_after:int,  # zeros added after (bottom or right)
-                 kernel_size:int, # taps along the axis
-                 stride:int=1,   # step between windows
-                 dilation:int=0, # zeros between taps
-                ) -> int:
-    "Number of windows along one axis (may be < 1 when the kernel does not fit)."
+def conv_out_len(in_len:int, pad_before:int, pad_after:int, kernel_size:int, stride:int=1,
+                 dilation:int=0) -> int:
+    """Number of windows along one axis (may be < 1 when the kernel does not fit).
+
+    Parameters
+    ----------
+    in_len : int
+        input length along the axis
+    pad_before : int
+        zeros added before (top or left)
+    pad_after : int
+        zeros added after (bottom or right)
+    kernel_size : int
+        taps along the axis
+    stride : int
+        step between windows
+    dilation : int
+        zeros between taps
+
+    Returns
+    -------
+    out_len : int
+        `(in_len + pad_before + pad_after - eff) // stride + 1`, with `eff` the dilated kernel size
+    """
     return (in_len + pad_before + pad_after - effective_kernel(kernel_size, dilation)) // stride + 1
 
-# %% ../nbs/00_padding.ipynb #95cc3612
-def conv_span(out_len:int,     # windows along the axis
-              kernel_size:int, # taps along the axis
-              stride:int=1,    # step between windows
-              dilation:int=0,  # zeros between taps
-             ) -> int:
-    "Padded pixels that `out_len` windows cover; also a transposed convolution's length."
+# %% ../nbs/00_padding.ipynb #6f034948
+def conv_span(out_len:int, kernel_size:int, stride:int=1, dilation:int=0) -> int:
+    """Padded pixels that `out_len` windows cover; also a transposed convolution's length.
+
+    Parameters
+    ----------
+    out_len : int
+        windows along the axis
+    kernel_size : int
+        taps along the axis
+    stride : int
+        step between windows
+    dilation : int
+        zeros between taps
+
+    Returns
+    -------
+    span : int
+        `stride * (out_len - 1) + eff`, with `eff` the dilated kernel size
+    """
     return stride * (out_len - 1) + effective_kernel(kernel_size, dilation)
 
 # %% ../nbs/00_padding.ipynb #a4fe7de7
-_PAD2D_FORMS = "an int, a 2-tuple (rows, cols), a 4-tuple (top, bottom, left, right), 'same' or 'valid'"
+_PAD2D_FORMS = ("an int, a 2-tuple (rows, cols), a 4-tuple (top, bottom, left, right), "
+                "'same' or 'valid'")
 _PAD1D_FORMS = "an int, a 2-tuple (left, right), 'same', 'causal' or 'valid'"
 
 # %% ../nbs/00_padding.ipynb #f3c9ab4e
 def _pad_amounts(pad, lengths:tuple, forms:str) -> tuple:
     "`pad` (an int, or a sequence with one of `lengths` entries) as a tuple of non-negative ints."
-    if isinstance(pad, numbers.Integral) and not isinstance(pad, (bool, np.bool_)): return (check_int(pad, 'pad', 0),)
+    if isinstance(pad, numbers.Integral) and not isinstance(pad, (bool, np.bool_)):
+        return (check_int(pad, 'pad', 0),)
     if isinstance(pad, np.ndarray) and pad.ndim == 1: pad = tuple(pad)
     if not isinstance(pad, (tuple, list)): raise TypeError(f"pad must be {forms}; got {pad!r}")
     if len(pad) not in lengths: raise ValueError(f"pad must be {forms}; got {pad!r}")
@@ -121,20 +228,36 @@ def _check_string_pad(pad, strings, forms, kernel, stride):
     "Check a string `pad` is one of `strings` and that the kernel and stride it needs are given."
     if pad not in strings: raise ValueError(f"pad must be {forms}; got {pad!r}")
     if kernel is None or stride is None:
-        raise ValueError(f"pad={pad!r} needs the kernel size and the stride; got kernel={kernel!r}, stride={stride!r}")
+        raise ValueError(f"pad={pad!r} needs the kernel size and the stride; got "
+                         f"kernel={kernel!r}, stride={stride!r}")
 
 # %% ../nbs/00_padding.ipynb #29ea7d15
-def resolve_pad2D(pad,                # int, (rows, cols), (top, bottom, left, right), 'same' or 'valid'
-                  X_shape,            # input shape (n_ex, in_rows, in_cols, in_ch)
-                  kernel_shape=None,  # (kernel_rows, kernel_cols); needed for 'same'
-                  stride=None,        # step between windows; needed for 'same'
-                  dilation:int=0,     # zeros inserted between kernel taps
-                 ) -> tuple:
-    "Explicit 2-D padding `(top, bottom, left, right)` for any accepted `pad` form."
+def resolve_pad2D(pad, X_shape, kernel_shape=None, stride=None, dilation:int=0) -> tuple:
+    """Explicit 2-D padding `(top, bottom, left, right)` for any accepted `pad` form.
+
+    Parameters
+    ----------
+    pad : int, tuple or str
+        an int, `(rows, cols)`, `(top, bottom, left, right)`, `'same'` or `'valid'`
+    X_shape : tuple of int
+        input shape `(n_ex, in_rows, in_cols, in_ch)`; needed for `'same'`
+    kernel_shape : tuple of int, optional
+        `(kernel_rows, kernel_cols)`; needed for `'same'`
+    stride : int, optional
+        step between windows; needed for `'same'`
+    dilation : int
+        zeros inserted between kernel taps
+
+    Returns
+    -------
+    pad : tuple of int
+        `(top, bottom, left, right)`
+    """
     if isinstance(pad, str):
         if pad == 'valid': return (0, 0, 0, 0)
         _check_string_pad(pad, ('same',), _PAD2D_FORMS, kernel_shape, stride)
-        X_shape = check_shape(X_shape, 'X_shape', '(n_ex, in_rows, in_cols, in_ch)', zero_first=True)
+        X_shape = check_shape(X_shape, 'X_shape', '(n_ex, in_rows, in_cols, in_ch)',
+                              zero_first=True)
         return calc_pad_dims_2D(X_shape, X_shape[1:3], kernel_shape, stride, dilation)
     amounts = _pad_amounts(pad, (2, 4), _PAD2D_FORMS)
     if len(amounts) == 4: return amounts
@@ -142,44 +265,85 @@ def resolve_pad2D(pad,                # int, (rows, cols), (top, bottom, left, r
     return (rows, rows, cols, cols)
 
 # %% ../nbs/00_padding.ipynb #d0a40e1b
-def resolve_pad1D(pad,               # int, (left, right), 'same', 'causal' or 'valid'
-                  X_shape,           # input shape (n_ex, l_in, in_ch)
-                  kernel_width=None, # taps of the kernel; needed for the strings
-                  stride=None,       # step between windows; needed for the strings
-                  dilation:int=0,    # zeros inserted between kernel taps
-                 ) -> tuple:
-    "Explicit 1-D padding `(left, right)` for any accepted `pad` form."
+def resolve_pad1D(pad, X_shape, kernel_width=None, stride=None, dilation:int=0) -> tuple:
+    """Explicit 1-D padding `(left, right)` for any accepted `pad` form.
+
+    Parameters
+    ----------
+    pad : int, tuple or str
+        an int, `(left, right)`, `'same'`, `'causal'` or `'valid'`
+    X_shape : tuple of int
+        input shape `(n_ex, l_in, in_ch)`; needed for the strings
+    kernel_width : int, optional
+        taps of the kernel; needed for the strings
+    stride : int, optional
+        step between windows; needed for the strings
+    dilation : int
+        zeros inserted between kernel taps
+
+    Returns
+    -------
+    pad : tuple of int
+        `(left, right)`
+    """
     if isinstance(pad, str):
         if pad == 'valid': return (0, 0)
         _check_string_pad(pad, ('same', 'causal'), _PAD1D_FORMS, kernel_width, stride)
         X_shape = check_shape(X_shape, 'X_shape', '(n_ex, l_in, in_ch)', zero_first=True)
-        return calc_pad_dims_1D(X_shape, X_shape[1], kernel_width, stride, dilation, causal=pad == 'causal')
+        return calc_pad_dims_1D(X_shape, X_shape[1], kernel_width, stride, dilation,
+                                causal=pad == 'causal')
     amounts = _pad_amounts(pad, (2,), _PAD1D_FORMS)
     return amounts * 2 if len(amounts) == 1 else amounts
 
 # %% ../nbs/00_padding.ipynb #bfbf77c5
-def dilate(X,     # input of shape (n_ex, in_rows, in_cols, in_ch)
-           d:int, # zeros to insert between neighbouring rows and columns
-          ) -> np.ndarray:
-    "Insert `d` zeros between the rows and between the columns of an NHWC batch."
+def dilate(X, d:int) -> np.ndarray:
+    """Insert `d` zeros between the rows and between the columns of an NHWC batch.
+
+    Parameters
+    ----------
+    X : array_like
+        input of shape `(n_ex, in_rows, in_cols, in_ch)`
+    d : int
+        zeros to insert between neighbouring rows and columns (>= 0)
+
+    Returns
+    -------
+    X_dilated : ndarray
+        `(n_ex, in_rows + d*(in_rows - 1), in_cols + d*(in_cols - 1), in_ch)`, of `X`'s dtype
+    """
     X = check_array(X, 'X', '(n_ex, in_rows, in_cols, in_ch)')
     d = check_int(d, 'd', 0)
     n_ex, in_rows, in_cols, in_ch = X.shape
-    out = np.zeros((n_ex, in_rows + d * (in_rows - 1), in_cols + d * (in_cols - 1), in_ch), dtype=X.dtype)
+    out = np.zeros((n_ex, in_rows + d * (in_rows - 1), in_cols + d * (in_cols - 1), in_ch),
+                   dtype=X.dtype)
     out[:, ::d + 1, ::d + 1] = X
     return out
 
 # %% ../nbs/00_padding.ipynb #31944b48
-def calc_conv_out_dims(X_shape,     # (n_ex, l_in, in_ch) or (n_ex, in_rows, in_cols, in_ch)
-                       W_shape,     # (kernel_width, in_ch, out_ch) or (kr, kc, in_ch, out_ch)
-                       stride:int=1, # step between windows
-                       pad=0,        # any pad form of `pad1D`/`pad2D`
-                       dilation:int=0, # zeros inserted between kernel taps
-                      ) -> tuple:
-    "Output shape of a 1-D or 2-D convolution, from shapes alone."
+def calc_conv_out_dims(X_shape, W_shape, stride:int=1, pad=0, dilation:int=0) -> tuple:
+    """Output shape of a 1-D or 2-D convolution, from shapes alone.
+
+    Parameters
+    ----------
+    X_shape : tuple of int
+        `(n_ex, l_in, in_ch)` or `(n_ex, in_rows, in_cols, in_ch)`
+    W_shape : tuple of int
+        `(kernel_width, in_ch, out_ch)` or `(kernel_rows, kernel_cols, in_ch, out_ch)`
+    stride : int
+        step between windows
+    pad : int, tuple or str
+        any pad form of `pad1D`/`pad2D`
+    dilation : int
+        zeros inserted between kernel taps
+
+    Returns
+    -------
+    out_shape : tuple of int
+        `(n_ex, l_out, out_ch)` or `(n_ex, out_rows, out_cols, out_ch)`
+    """
     return ConvGeometry.of(X_shape, W_shape, stride, pad, dilation).out_shape
 
-# %% ../nbs/00_padding.ipynb #151097f3
+# %% ../nbs/00_padding.ipynb #b25f2ad7
 @dataclass(frozen=True)
 class ConvGeometry:
     "The checked shapes, stride, dilation and resolved padding of one 1-D or 2-D convolution."
@@ -243,7 +407,7 @@ class ConvGeometry:
         return cls(X_shape[0], out_dims, W_shape[3], kernel, W_shape[2], stride, dilation,
                    tuple(max(0, crop) for crop in crops))
 
-# %% ../nbs/00_padding.ipynb #71d64ca8
+# %% ../nbs/00_padding.ipynb #9abdc840
 def _transposed_crops(pad, X_shape, kernel, stride, dilation) -> tuple:
     "What a transposed convolution crops, `(top, bottom, left, right)`; negative: zeros added."
     if not (isinstance(pad, str) and pad == 'same'): return resolve_pad2D(pad, X_shape)
@@ -259,9 +423,11 @@ def check_int(value,        # the value to check
               minimum=None, # smallest value allowed, or None
              ) -> int:
     "Return `value` as a Python `int`, or raise a `TypeError`/`ValueError` naming `name`."
-    if type(value) is not int:  # a plain int (the usual case) skips the slower abstract-class checks
+    # a plain int (the usual case) skips the slower abstract-class checks
+    if type(value) is not int:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name} must be an integer, got {value!r} of type {type(value).__name__}")
+            raise TypeError(f"{name} must be an integer, got {value!r} of type "
+                            f"{type(value).__name__}")
         value = int(value)
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
@@ -304,7 +470,7 @@ def check_array(X,          # the array (or array-like) to check
 
 # %% ../nbs/00_padding.ipynb #2cecc5e3
 def summing_dtype(*arrays) -> np.dtype:
-    "The dtype a sum of products of `arrays` is computed in: their floating result type, else float64."
+    "The dtype to sum products of `arrays` in: their floating result type, else float64."
     inexact = [a for a in arrays if np.issubdtype(np.asarray(a).dtype, np.inexact)]
     return np.result_type(*inexact) if inexact else np.dtype(np.float64)
 
@@ -313,8 +479,8 @@ _LAYOUTS = {3: ('(n_ex, l_in, in_ch)', '(kernel_width, in_ch, out_ch)'),
             4: ('(n_ex, in_rows, in_cols, in_ch)', '(kernel_rows, kernel_cols, in_ch, out_ch)')}
 
 # %% ../nbs/00_padding.ipynb #17580694
-def check_conv_shapes(X_shape, # input shape, (n_ex, l_in, in_ch) or (n_ex, in_rows, in_cols, in_ch)
-                      W_shape, # kernel shape, (kernel_width, in_ch, out_ch) or (kernel_rows, kernel_cols, in_ch, out_ch)
+def check_conv_shapes(X_shape, # (n_ex, l_in, in_ch) or (n_ex, in_rows, in_cols, in_ch)
+                      W_shape, # (kernel_width, in_ch, out_ch) or (kr, kc, in_ch, out_ch)
                       n_dims=None, # 3 or 4 to require one layout, or None to accept both
                      ) -> tuple:
     "Check an input and a kernel shape belong together; return both as tuples of ints."
@@ -338,10 +504,11 @@ def check_out_dims(out_dims:tuple, # output sizes, one per spatial axis
                    stride:int, dilation:int):
     "Raise a `ValueError` when any output size is < 1."
     if min(out_dims) < 1:
-        raise ValueError(f"the convolution output would be empty: output size {tuple(out_dims)} from input {tuple(in_dims)}, "
-                         f"padding {tuple(pad)}, kernel {tuple(kernel)}, stride {stride}, dilation {dilation}")
+        raise ValueError(f"the convolution output would be empty: output size {tuple(out_dims)} "
+                         f"from input {tuple(in_dims)}, padding {tuple(pad)}, "
+                         f"kernel {tuple(kernel)}, stride {stride}, dilation {dilation}")
 
-# %% ../nbs/00_padding.ipynb #7bf247e0
+# %% ../nbs/00_padding.ipynb #e92623cf
 def check_conv(X, W,              # the input and the kernel, arrays or array-likes
                stride, pad, dilation=0,
                n_dims:int=4,      # 4 for 2-D layouts, 3 for 1-D
