@@ -7,7 +7,7 @@ __all__ = ['conv2D_backward', 'conv1D_backward', 'deconv2D_backward']
 
 # %% ../nbs/06_backward.ipynb #3469a84a
 import numpy as np
-from .padding import check_conv, summing_dtype
+from .padding import check_array, check_conv, check_flag, summing_dtype
 from .engine import accepts_dask, conv_adjoint, conv_forward, kernel_grad
 
 # %% ../nbs/06_backward.ipynb #d01ad1a2
@@ -17,7 +17,7 @@ def _check_dZ(dZ,               # the gradient of the loss with respect to the f
               X_shape, W_shape, # the shapes the forward output was computed from
              ) -> np.ndarray:
     "Return `dZ` as an array, or raise a `ValueError` naming its shape and the one expected."
-    dZ = np.asarray(dZ)
+    dZ = check_array(dZ, 'dZ', None, numbers=True)
     if dZ.shape != tuple(expected):
         raise ValueError(f"dZ must have the shape of {forward}'s output, {tuple(expected)} "
                          f"(for X of shape {tuple(X_shape)} and W of shape {tuple(W_shape)}), "
@@ -61,6 +61,7 @@ def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
     dW : ndarray
         gradient with respect to `W`, of `W`'s shape
     """
+    input_grad = check_flag(input_grad, 'input_grad')
     X, W, g = check_conv(X, W, stride, pad, dilation)
     dZ = _check_dZ(dZ, g.out_shape, 'conv2D', X.shape, W.shape)
     return _conv2D_grads(dZ, X, W, g, input_grad)
@@ -94,6 +95,7 @@ def conv1D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
     dW : ndarray
         gradient with respect to `W`, of `W`'s shape
     """
+    input_grad = check_flag(input_grad, 'input_grad')
     X, W, g = check_conv(X, W, stride, pad, dilation, n_dims=3)
     dZ = _check_dZ(dZ, g.out_shape, 'conv1D', X.shape, W.shape)
     dX, dW = _conv2D_grads(dZ[:, None], X[:, None], W[None], g.as_2D(), input_grad)
@@ -130,6 +132,7 @@ def deconv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
     dW : ndarray
         gradient with respect to `W`, of `W`'s shape
     """
+    input_grad = check_flag(input_grad, 'input_grad')
     X, W, g = check_conv(X, W, stride, pad, dilation, transposed=True)
     dZ = _check_dZ(dZ, g.in_shape, 'deconv2D', X.shape, W.shape)
     dtype = summing_dtype(dZ, X, W)

@@ -7,7 +7,7 @@ __all__ = ['minibatch']
 
 # %% ../nbs/04_batching.ipynb #dc2cd5bb
 import numpy as np
-from .padding import check_int
+from .padding import check_flag, check_int
 from .initializers import random_source
 
 # %% ../nbs/04_batching.ipynb #7af95a9f
@@ -22,13 +22,6 @@ def _n_examples(X) -> int:
     except TypeError:
         raise TypeError(f"X must have a .shape or a len(), got {X!r} "
                         f"of type {type(X).__name__}") from None
-
-# %% ../nbs/04_batching.ipynb #59bb2c20
-def _check_flag(value, name:str) -> bool:
-    "`value` as a Python `bool`, or a `TypeError` unless it is a `bool` or a `np.bool_`."
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {value!r} of type {type(value).__name__}")
-    return bool(value)
 
 # %% ../nbs/04_batching.ipynb #f0ffc68f
 def minibatch(X, batchsize:int=256, shuffle:bool=True, *, rng=None, drop_last:bool=False) -> tuple:
@@ -56,7 +49,7 @@ def minibatch(X, batchsize:int=256, shuffle:bool=True, *, rng=None, drop_last:bo
     """
     n_examples, batchsize = _n_examples(X), check_int(batchsize, 'batchsize', 1)
     source = random_source(rng)
-    shuffle, drop_last = _check_flag(shuffle, 'shuffle'), _check_flag(drop_last, 'drop_last')
+    shuffle, drop_last = check_flag(shuffle, 'shuffle'), check_flag(drop_last, 'drop_last')
     n_batches = n_examples // batchsize if drop_last else -(-n_examples // batchsize)
     if not shuffle:  # no index array of all N examples: each batch is made when it is reached
         batches = (np.arange(i * batchsize, min((i + 1) * batchsize, n_examples))

@@ -4,28 +4,36 @@
 
 # %% auto #0
 __all__ = ['COLUMN_BYTES', 'MIN_POSITIONS', 'FEW_CHANNELS', 'CONV_ROUTE_CHANNELS', 'strided_windows', 'output_blocks',
-           'alias_free_shift', 'copy_deltas', 'workspace', 'column_blocks', 'conv_forward', 'kernel_grad', 'add_taps',
-           'conv_adjoint', 'accepts_dask']
+           'alias_free_shift', 'copy_deltas', 'workspace', 'axis_layout', 'column_blocks', 'conv_forward',
+           'kernel_grad', 'add_taps', 'conv_adjoint', 'accepts_dask']
 
 # %% ../nbs/05_engine.ipynb #4a9409bd
-import functools, math
+import functools, itertools, math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
-from .padding import ConvGeometry, effective_kernel, summing_dtype
+from .padding import ConvGeometry, conv_span, effective_kernel, summing_dtype
+
+# %% ../nbs/05_engine.ipynb #51aacea2
+def _per_axis(value) -> tuple:
+    "An int as the same value for both axes; a pair as it is."
+    return (value, value) if isinstance(value, int) else tuple(value)
 
 # %% ../nbs/05_engine.ipynb #c5e8cc42
-def strided_windows(A,            # 4-D array whose axes 1 and 2 are the spatial ones
-                    kernel,       # (kernel_rows, kernel_cols)
-                    out_dims,     # (out_rows, out_cols): windows per axis
-                    stride:int,   # step between windows
-                    dilation:int, # zeros between kernel taps
+def strided_windows(A,        # 4-D array whose axes 1 and 2 are the spatial ones
+                    kernel,   # (kernel_rows, kernel_cols)
+                    out_dims, # (out_rows, out_cols): windows per axis
+                    stride,   # step between windows: an int, or one per axis
+                    dilation, # zeros between kernel taps: an int, or one per axis
                    ) -> np.ndarray:
     "Read-only view of the windows of `A`: `(A0, out_rows, out_cols, A3, kernel_rows, kernel_cols)`"
-    (kernel_rows, kernel_cols), (out_rows, out_cols) = kernel, out_dims
+    strides, steps = _per_axis(stride), [d + 1 for d in _per_axis(dilation)]
+    # an axis with one window, or one tap, never steps: its step stays out of the address arithmetic
+    strides = [s if n > 1 else 0 for s, n in zip(strides, out_dims)]
+    steps = [s if k > 1 else 0 for s, k in zip(steps, kernel)]
     s0, s1, s2, s3 = A.strides
-    step = dilation + 1
-    return as_strided(A, (A.shape[0], out_rows, out_cols, A.shape[3], kernel_rows, kernel_cols),
-                      (s0, stride * s1, stride * s2, s3, step * s1, step * s2), writeable=False)
+    return as_strided(A, (A.shape[0], *out_dims, A.shape[3], *kernel),
+                      (s0, strides[0] * s1, strides[1] * s2, s3, steps[0] * s1, steps[1] * s2),
+                      writeable=False)
 
 # %% ../nbs/05_engine.ipynb #ea59b756
 COLUMN_BYTES = 4 << 20  # column buffer per block: the fastest size measured (2 cores, 1 MiB L2 each)
@@ -59,18 +67,22 @@ def alias_free_shift(deltas:tuple, # byte distances (write - read) met by the co
 # %% ../nbs/05_engine.ipynb #1d8f498e
 @functools.lru_cache(maxsize=256)
 def copy_deltas(kernel_shape, # (kernel_rows, kernel_cols, in_ch)
-                stride, dilation, used_cols, out_cols, block_positions,
+                strides,      # (row stride, col stride) of the padded block
+                steps,        # (row step, col step) between taps: dilation + 1
+                used_cols, out_cols, block_positions,
                 few_channels:bool, # the tap-major layout
                 dtype) -> tuple:
     "Byte distances (column buffer write - padded block read) of the copy's first rows, unshifted."
     kernel_rows, kernel_cols, in_ch = kernel_shape
-    n_taps, row, step = kernel_rows * kernel_cols * in_ch, used_cols * in_ch, dilation + 1
+    (row_stride, col_stride), (row_step, col_step) = strides, steps
+    n_taps, row = kernel_rows * kernel_cols * in_ch, used_cols * in_ch
     if few_channels:  # tap-major buffer: tap (i, j, c) is a row of block_positions
-        deltas = [(i * kernel_cols + j) * in_ch * block_positions - (i * row + j * in_ch) * step
+        deltas = [(i * kernel_cols + j) * in_ch * block_positions
+                  - (i * row_step * row + j * col_step * in_ch)
                   for i in range(kernel_rows) for j in range(kernel_cols)]
     else:             # window-major buffer: window b, kernel row i is a run of kernel_cols * in_ch
-        deltas = [a * (out_cols * n_taps - stride * row) + b * (n_taps - stride * in_ch)
-                  + i * (kernel_cols * in_ch - step * row)
+        deltas = [a * (out_cols * n_taps - row_stride * row) + b * (n_taps - col_stride * in_ch)
+                  + i * (kernel_cols * in_ch - row_step * row)
                   for a in range(2) for b in range(min(out_cols, 8)) for i in range(kernel_rows)]
     return tuple(d * dtype.itemsize for d in deltas)
 
@@ -86,6 +98,35 @@ def workspace(pad_shape, column_size, dtype, deltas) -> tuple:
     columns = raw[base + column_start:base + column_start + column_size * itemsize]
     return X_pad, columns.view(dtype)
 
+# %% ../nbs/05_engine.ipynb #2e05675b
+def axis_layout(in_len:int, pad_before:int, out:int, k:int, stride:int, dilation:int) -> tuple:
+    "How one axis of the padded block is stored: `(source rows or None, stride, dilation, length)`."
+    span = conv_span(out, k, stride, dilation)
+    if k * out >= span: return None, stride, dilation, span
+    rows = [a * stride + i * (dilation + 1) - pad_before for i in range(k) for a in range(out)]
+    rows = np.array([r if 0 <= r < in_len else -1 for r in rows])  # -1: a padding row
+    return rows, 1, out - 1, k * out
+
+# %% ../nbs/05_engine.ipynb #4b61ab53
+def _interior(g:ConvGeometry, row_src, col_src) -> tuple:
+    "Index expressions `(into the padded block, from the input)` for the pixels the windows read."
+    (in_rows, in_cols), (used_rows, used_cols), (top, _, left, _) = g.in_dims, g.span, g.pad
+    if row_src is None and col_src is None:  # the usual case: one rectangle, by slices
+        copy_rows = max(0, min(in_rows, used_rows - top))
+        copy_cols = max(0, min(in_cols, used_cols - left))
+        return ((slice(None), slice(top, top + copy_rows), slice(left, left + copy_cols)),
+                (slice(None), slice(0, copy_rows), slice(0, copy_cols)))
+    axes = []
+    for src, n, used, before in [(row_src, in_rows, used_rows, top), (col_src, in_cols, used_cols, left)]:
+        if src is None:  # this axis as usual: an index range
+            copy = max(0, min(n, used - before))
+            src = np.full(before + copy, -1)
+            src[before:] = np.arange(copy)
+        axes.append((np.flatnonzero(src >= 0), src[src >= 0]))
+    (into_rows, from_rows), (into_cols, from_cols) = axes
+    return ((slice(None), into_rows[:, None], into_cols[None]),
+            (slice(None), from_rows[:, None], from_cols[None]))
+
 # %% ../nbs/05_engine.ipynb #45e89fe0
 def column_blocks(X,                # input (n_ex, in_rows, in_cols, in_ch), unpadded
                   g:ConvGeometry,   # the convolution's geometry (2-D)
@@ -93,32 +134,34 @@ def column_blocks(X,                # input (n_ex, in_rows, in_cols, in_ch), unp
                   positions=None,   # output positions per block; None: fill COLUMN_BYTES
                  ):
     "Yield `((examples, rows, cols), X_col)` per output block, `X_col` `(positions, kr*kc*in_ch)`."
-    n_ex, (in_rows, in_cols), in_ch = g.n_ex, g.in_dims, g.in_ch
+    n_ex, in_ch = g.n_ex, g.in_ch
     (kernel_rows, kernel_cols), (out_rows, out_cols) = g.kernel, g.out_dims
-    (used_rows, used_cols), (top, _, left, _) = g.span, g.pad
     n_taps = kernel_rows * kernel_cols * in_ch
     if n_ex == 0: return
-    if positions is None: positions = max(MIN_POSITIONS, COLUMN_BYTES // (n_taps * dtype.itemsize))
+    if positions is None:  # a few MiB, and never more than half the output's size
+        budget = min(COLUMN_BYTES, math.prod(g.out_shape) * dtype.itemsize // 2)
+        positions = max(MIN_POSITIONS, budget // (n_taps * dtype.itemsize))
     blocks = output_blocks(n_ex, out_rows, out_cols, positions)
-    # the input rows and columns that some window reads
-    copy_rows = max(0, min(in_rows, used_rows - top))
-    copy_cols = max(0, min(in_cols, used_cols - left))
+    layouts = [axis_layout(n, g.pad[2 * axis], o, k, g.stride, g.dilation)
+               for axis, (n, o, k) in enumerate(zip(g.in_dims, g.out_dims, g.kernel))]
+    (row_src, row_stride, row_dil, used_rows), (col_src, col_stride, col_dil, used_cols) = layouts
     max_positions = max(len(range(n_ex)[e]) * len(range(out_rows)[r]) * len(range(out_cols)[c])
                         for e, r, c in blocks)
     few = in_ch < FEW_CHANNELS
-    deltas = copy_deltas((kernel_rows, kernel_cols, in_ch), g.stride, g.dilation, used_cols,
-                         out_cols, max_positions, few, dtype)
+    deltas = copy_deltas((kernel_rows, kernel_cols, in_ch), (row_stride, col_stride),
+                         (row_dil + 1, col_dil + 1), used_cols, out_cols, max_positions, few, dtype)
     block_ex = blocks[0][0].stop - blocks[0][0].start
     X_pad, buffer = workspace((block_ex, used_rows, used_cols, in_ch), max_positions * n_taps,
                               dtype, deltas)
-    windows = strided_windows(X_pad, g.kernel, g.out_dims, g.stride, g.dilation)
+    windows = strided_windows(X_pad, g.kernel, g.out_dims, (row_stride, col_stride),
+                              (row_dil, col_dil))
     windows = windows.transpose(0, 1, 2, 4, 5, 3)
+    into, take = _interior(g, row_src, col_src)
     loaded = None
     for examples, rows, cols in blocks:
         n_block = examples.stop - examples.start
         if examples.start != loaded:  # the zero border is written once; only the interior changes
-            X_pad[:n_block, top:top + copy_rows, left:left + copy_cols] = \
-                X[examples, :copy_rows, :copy_cols]
+            X_pad[:n_block][into] = X[examples][take]
             loaded = examples.start
         block = windows[:n_block, rows, cols]
         n_pos = block.shape[0] * block.shape[1] * block.shape[2]
@@ -162,17 +205,21 @@ def kernel_grad(X,              # the forward input (n_ex, in_rows, in_cols, in_
 
 # %% ../nbs/05_engine.ipynb #b45bf017
 def add_taps(acc,          # the accumulator (A0, rows, cols, A3), overwritten
-             taps,         # [(row, col, values)]: values[:, a, b] adds to acc[:, row+s*a, col+s*b]
+             taps,         # (row, col, values)s: values[:, a, b] adds to acc[:, row+s*a, col+s*b]
              stride:int=1, # step s between neighbouring values
             ):
-    "Overwrite `acc` with the sum of the `taps`, each added onto a strided part of it."
-    row, col, values = taps[0]
+    "Overwrite `acc` with the sum of the `taps` (any iterable), each added onto a part of it."
+    taps = iter(taps)
+    first = next(taps, None)
+    if first is None: acc.fill(0); return
+    row, col, values = first
     if stride == 1 and (row, col) == (0, 0):  # copy the first tap rather than add it to zeros
         rows, cols = values.shape[1:3]
         acc[:, :rows, :cols] = values
         acc[:, rows:], acc[:, :rows, cols:] = 0, 0
-        taps = taps[1:]
-    else: acc.fill(0)
+    else:
+        acc.fill(0)
+        taps = itertools.chain([first], taps)
     for row, col, values in taps:
         rows, cols = values.shape[1:3]
         acc[:, row::stride, col::stride][:, :rows, :cols] += values
@@ -184,30 +231,55 @@ def _phase_range(phase, full, crop_before, crop_after, stride):
     stop = -(-(full - max(0, crop_after) - phase) // stride)
     return first, stop, phase + stride * first - crop_before
 
+# %% ../nbs/05_engine.ipynb #0ceb9b24
+def _stepped(first:int, count:int, stride:int) -> slice:
+    "`count` indices from `first`, `stride` apart (a single index needs no step, however large)."
+    return slice(first, first + stride * (count - 1) + 1, stride) if count > 1 else \
+        slice(first, first + count)
+
+# %% ../nbs/05_engine.ipynb #b096eaf9
+def _stamps(dZ, taps, kept_rows, kept_cols, buffer):
+    "Yield each tap's stamps `dZ @ W[i, j].T` that land in the kept part of its phase, one at a time."
+    n_ex, out_rows, out_cols, out_ch = dZ.shape
+    for shift_rows, shift_cols, W_T in taps:  # phase row p = shift + output row a
+        a0, a1 = max(0, kept_rows[0] - shift_rows), min(out_rows, kept_rows[1] - shift_rows)
+        b0, b1 = max(0, kept_cols[0] - shift_cols), min(out_cols, kept_cols[1] - shift_cols)
+        if a1 <= a0 or b1 <= b0: continue
+        if 2 * (a1 - a0) * (b1 - b0) >= out_rows * out_cols:  # most of dZ: all of it, in the buffer
+            np.matmul(dZ.reshape(-1, out_ch), W_T, out=buffer)
+            stamp = buffer.reshape(n_ex, out_rows, out_cols, -1)[:, a0:a1, b0:b1]
+        else:  # a small part: only that part
+            piece = np.ascontiguousarray(dZ[:, a0:a1, b0:b1]).reshape(-1, out_ch)
+            stamp = (piece @ W_T).reshape(n_ex, a1 - a0, b1 - b0, W_T.shape[1])
+        yield shift_rows + a0 - kept_rows[0], shift_cols + b0 - kept_cols[0], stamp
+
 # %% ../nbs/05_engine.ipynb #e905e776
-def _add_stamps(stamps, g:ConvGeometry) -> np.ndarray:
-    "Sum the stamps `(kr, kc, n_ex, out_rows, out_cols, in_ch)` into `g`'s input, phase by phase."
+def _add_stamps(dZ, W, g:ConvGeometry) -> np.ndarray:
+    "Lay every pixel of `dZ` onto `g`'s input as stamps of `W`, a phase and a tap at a time."
     kernel_rows, kernel_cols = g.kernel
     stride, step = g.stride, g.dilation + 1
     (full_rows, full_cols), (in_rows, in_cols) = g.span, g.in_dims
+    n_ex, out_rows, out_cols, out_ch = g.out_shape
     top, _, left, _ = g.pad
     bottom, right = full_rows - top - in_rows, full_cols - left - in_cols  # < 0: rows never read
     phases = {}  # (row phase, col phase) -> its taps: at most kr*kc phases, whatever the stride
     for i in range(kernel_rows):
         for j in range(kernel_cols):
             phases.setdefault((i * step % stride, j * step % stride), []).append(
-                (i * step // stride, j * step // stride, stamps[i, j]))
+                (i * step // stride, j * step // stride, W[i, j].T))
     covered = len(phases) == stride * stride and min(bottom, right) >= 0
-    dX = (np.empty if covered else np.zeros)(g.in_shape, stamps.dtype)
+    dX = (np.empty if covered else np.zeros)(g.in_shape, dZ.dtype)
+    dZ = np.ascontiguousarray(dZ)
+    buffer = np.empty((n_ex * out_rows * out_cols, g.in_ch), dZ.dtype)  # one tap's stamps
     for (row_phase, col_phase), taps in phases.items():
         row_first, row_stop, y0 = _phase_range(row_phase, full_rows, top, bottom, stride)
         col_first, col_stop, x0 = _phase_range(col_phase, full_cols, left, right, stride)
-        if row_stop <= row_first or col_stop <= col_first: continue
-        phase = np.empty((g.n_ex, -(-(full_rows - row_phase) // stride),
-                          -(-(full_cols - col_phase) // stride), g.in_ch), stamps.dtype)
-        add_taps(phase, taps)
-        target = dX[:, y0::stride, x0::stride][:, :row_stop - row_first, :col_stop - col_first]
-        target[...] = phase[:, row_first:row_stop, col_first:col_stop]
+        n_rows, n_cols = row_stop - row_first, col_stop - col_first
+        if n_rows <= 0 or n_cols <= 0: continue
+        target = dX[:, _stepped(y0, n_rows, stride), _stepped(x0, n_cols, stride)]
+        acc = target if stride == 1 else np.empty(target.shape, dZ.dtype)  # one phase: dX itself
+        add_taps(acc, _stamps(dZ, taps, (row_first, row_stop), (col_first, col_stop), buffer))
+        if acc is not target: target[...] = acc
     return dX
 
 # %% ../nbs/05_engine.ipynb #5e057bc2
@@ -241,9 +313,7 @@ def conv_adjoint(dZ,             # (n_ex, out_rows, out_cols, out_ch): g.out_sha
     if g.n_ex == 0 or min(reach) < 1: return np.zeros(g.in_shape, dZ.dtype)
     if g.stride == 1 and g.in_ch >= CONV_ROUTE_CHANNELS and reach == g.in_dims:
         return _flipped_conv(dZ, W, g)
-    W_T = W.transpose(0, 1, 3, 2).reshape(math.prod(g.kernel), g.out_ch, g.in_ch)
-    stamps = np.matmul(dZ.reshape(-1, g.out_ch), W_T)  # every tap's stamp of every output pixel
-    return _add_stamps(stamps.reshape(*g.kernel, *g.out_shape[:3], g.in_ch), g)
+    return _add_stamps(dZ, W, g)
 
 # %% ../nbs/05_engine.ipynb #8c05ee5d
 def accepts_dask(f):

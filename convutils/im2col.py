@@ -68,7 +68,9 @@ def im2col(X, W_shape, pad, stride:int, dilation:int=0) -> tuple:
     X_pad[:, top:top + in_rows, left:left + in_cols] = X.transpose(3, 1, 2, 0)
     windows = strided_windows(X_pad, g.kernel, g.out_dims, g.stride, g.dilation)
     n_rows = in_ch * g.kernel[0] * g.kernel[1]
-    return windows.transpose(0, 4, 5, 1, 2, 3).reshape(n_rows, -1), g.pad
+    X_col = windows.transpose(0, 4, 5, 1, 2, 3).reshape(n_rows, -1)
+    # a reshape that needed no copy is still a read-only view of the padded copy: copy it
+    return (X_col if X_col.flags.owndata else X_col.copy()), g.pad
 
 # %% ../nbs/01_im2col.ipynb #bf5b8dc6
 _ACCUMULATOR_BYTES = 1 << 20  # per block of channels: fits a 1 MiB L2 cache

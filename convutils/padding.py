@@ -7,7 +7,7 @@ __all__ = ['pad2D', 'pad1D', 'calc_pad_dims_2D', 'calc_pad_dims_1D', 'effective_
            'resolve_pad2D', 'resolve_pad1D', 'dilate', 'calc_conv_out_dims']
 
 # %% ../nbs/00_padding.ipynb #ac79cb08
-import functools, numbers
+import functools, math, numbers
 from dataclasses import dataclass
 import numpy as np
 
@@ -226,7 +226,9 @@ def _pad_amounts(pad, lengths:tuple, forms:str) -> tuple:
 # %% ../nbs/00_padding.ipynb #2a2e9f19
 def _check_string_pad(pad, strings, forms, kernel, stride):
     "Check a string `pad` is one of `strings` and that the kernel and stride it needs are given."
-    if pad not in strings: raise ValueError(f"pad must be {forms}; got {pad!r}")
+    if pad not in strings:
+        hint = f" (did you mean {pad.lower()!r}?)" if pad.lower() in (*strings, 'valid') else ''
+        raise ValueError(f"pad must be {forms}; got {pad!r}{hint}")
     if kernel is None or stride is None:
         raise ValueError(f"pad={pad!r} needs the kernel size and the stride; got "
                          f"kernel={kernel!r}, stride={stride!r}")
@@ -314,8 +316,8 @@ def dilate(X, d:int) -> np.ndarray:
     X = check_array(X, 'X', '(n_ex, in_rows, in_cols, in_ch)')
     d = check_int(d, 'd', 0)
     n_ex, in_rows, in_cols, in_ch = X.shape
-    out = np.zeros((n_ex, in_rows + d * (in_rows - 1), in_cols + d * (in_cols - 1), in_ch),
-                   dtype=X.dtype)
+    shape = (n_ex, max(0, in_rows + d * (in_rows - 1)), max(0, in_cols + d * (in_cols - 1)), in_ch)
+    out = np.zeros(check_size(shape, 'dilated input', d=d), dtype=X.dtype)
     out[:, ::d + 1, ::d + 1] = X
     return out
 
@@ -392,6 +394,8 @@ class ConvGeometry:
         geometry = cls(X_shape[0], X_shape[1:-1], X_shape[-1], kernel, W_shape[-1],
                        stride, dilation, pad)
         check_out_dims(geometry.out_dims, geometry.in_dims, pad, kernel, stride, dilation)
+        check_size(geometry.out_shape, 'convolution output',
+                   pad=pad, stride=stride, dilation=dilation)
         return geometry
 
     @classmethod
@@ -404,6 +408,8 @@ class ConvGeometry:
         out_dims = tuple(conv_span(n, k, stride, dilation) - crops[2 * i] - crops[2 * i + 1]
                          for i, (n, k) in enumerate(zip(in_dims, kernel)))
         check_out_dims(out_dims, in_dims, crops, kernel, stride, dilation)
+        check_size((X_shape[0], *out_dims, W_shape[3]), 'transposed convolution output',
+                   pad=pad, stride=stride, dilation=dilation)
         return cls(X_shape[0], out_dims, W_shape[3], kernel, W_shape[2], stride, dilation,
                    tuple(max(0, crop) for crop in crops))
 
@@ -451,6 +457,9 @@ def check_shape(shape,      # a tuple, list or array shape
                ) -> tuple:
     "Return `shape` as a tuple of `int`s laid out as `layout`, or raise."
     n_dims = layout.count(',') + 1
+    if isinstance(shape, np.ndarray) and shape.ndim != 1:  # an array passed for its shape
+        raise ValueError(f"{name} must have {n_dims} entries {layout}, got an array of shape "
+                         f"{shape.shape}: pass its .shape")
     if isinstance(shape, (str, bytes)) or not hasattr(shape, '__len__') or len(shape) != n_dims:
         raise ValueError(f"{name} must have {n_dims} entries {layout}, got {shape!r}")
     return tuple(check_int(v, f"{name}[{i}]", 0 if (i == 0 and zero_first) else 1)
@@ -459,14 +468,28 @@ def check_shape(shape,      # a tuple, list or array shape
 # %% ../nbs/00_padding.ipynb #97bda5d8
 def check_array(X,          # the array (or array-like) to check
                 name:str,   # the argument's name, for the error message
-                layout:str, # the expected layout, e.g. '(n_ex, in_rows, in_cols, in_ch)'
+                layout,     # the expected layout, e.g. '(n_ex, in_rows, in_cols, in_ch)'; None: any
+                numbers:bool=False, # refuse dtypes other than bool, integer, float and complex
                ) -> np.ndarray:
     "Return `X` as an array with one axis per entry of `layout`, or raise."
+    if isinstance(X, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array, and convolutions ignore masks: pass "
+                        f"{name}.filled(value) to say what the masked entries hold")
     X = np.asarray(X)
-    n_dims = layout.count(',') + 1
-    if X.ndim != n_dims:
+    if numbers and X.dtype.kind not in 'biufc':
+        raise TypeError(f"{name} must hold numbers (bool, integer, float or complex), "
+                        f"got dtype {X.dtype}")
+    n_dims = None if layout is None else layout.count(',') + 1
+    if n_dims is not None and X.ndim != n_dims:
         raise ValueError(f"{name} must be a {n_dims}-D array {layout}, got shape {X.shape}")
     return X
+
+# %% ../nbs/00_padding.ipynb #cbecbfe8
+def check_flag(value, name:str) -> bool:
+    "Return `value` as a `bool`; anything but `bool` and `np.bool_` is a `TypeError` naming `name`."
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r} of type {type(value).__name__}")
+    return bool(value)
 
 # %% ../nbs/00_padding.ipynb #2cecc5e3
 def summing_dtype(*arrays) -> np.dtype:
@@ -475,8 +498,10 @@ def summing_dtype(*arrays) -> np.dtype:
     return np.result_type(*inexact) if inexact else np.dtype(np.float64)
 
 # %% ../nbs/00_padding.ipynb #ba597a4a
-_LAYOUTS = {3: ('(n_ex, l_in, in_ch)', '(kernel_width, in_ch, out_ch)'),
-            4: ('(n_ex, in_rows, in_cols, in_ch)', '(kernel_rows, kernel_cols, in_ch, out_ch)')}
+_LAYOUTS = {3: ('(n_ex, l_in, in_ch)', '(kernel_width, in_ch, out_ch)',
+                'x.transpose(0, 2, 1) and w.transpose(2, 1, 0)'),
+            4: ('(n_ex, in_rows, in_cols, in_ch)', '(kernel_rows, kernel_cols, in_ch, out_ch)',
+                'x.transpose(0, 2, 3, 1) and w.transpose(2, 3, 1, 0)')}
 
 # %% ../nbs/00_padding.ipynb #17580694
 def check_conv_shapes(X_shape, # (n_ex, l_in, in_ch) or (n_ex, in_rows, in_cols, in_ch)
@@ -488,12 +513,14 @@ def check_conv_shapes(X_shape, # (n_ex, l_in, in_ch) or (n_ex, in_rows, in_cols,
     if n_x not in ((n_dims,) if n_dims else _LAYOUTS):
         layouts = ' or '.join(_LAYOUTS[k][0] for k in ((n_dims,) if n_dims else _LAYOUTS))
         raise ValueError(f"X_shape must be {layouts}, got {X_shape!r}")
-    X_layout, W_layout = _LAYOUTS[n_x]
+    X_layout, W_layout, from_torch = _LAYOUTS[n_x]
     X_shape = check_shape(X_shape, 'X_shape', X_layout, zero_first=True)
     W_shape = check_shape(W_shape, 'W_shape', W_layout)
     if W_shape[-2] != X_shape[-1]:
         raise ValueError(f"W_shape has {W_shape[-2]} input channels but X has {X_shape[-1]}: "
-                         f"X_shape={X_shape}, W_shape={W_shape}")
+                         f"X_shape={X_shape}, W_shape={W_shape}. Inputs are {X_layout} and "
+                         f"kernels {W_layout}, channels last; PyTorch's channels-first x and "
+                         f"weight w become {from_torch}")
     return X_shape, W_shape
 
 # %% ../nbs/00_padding.ipynb #77c27fc8
@@ -508,6 +535,17 @@ def check_out_dims(out_dims:tuple, # output sizes, one per spatial axis
                          f"from input {tuple(in_dims)}, padding {tuple(pad)}, "
                          f"kernel {tuple(kernel)}, stride {stride}, dilation {dilation}")
 
+# %% ../nbs/00_padding.ipynb #263eba5d
+MAX_ELEMENTS = 1 << 48  # more elements than any machine's memory holds
+
+def check_size(shape:tuple, what:str, **arguments) -> tuple:
+    "Return `shape`, or raise a `ValueError` naming `arguments` if it is beyond any memory."
+    if math.prod(shape) > MAX_ELEMENTS:
+        named = ', '.join(f"{name}={value!r}" for name, value in arguments.items())
+        raise ValueError(f"the {what} would have shape {tuple(shape)}, more than any memory "
+                         f"holds: check {named}")
+    return shape
+
 # %% ../nbs/00_padding.ipynb #e92623cf
 def check_conv(X, W,              # the input and the kernel, arrays or array-likes
                stride, pad, dilation=0,
@@ -515,7 +553,8 @@ def check_conv(X, W,              # the input and the kernel, arrays or array-li
                transposed:bool=False, # the arguments of a transposed convolution
               ) -> tuple:
     "Check a convolution's arrays and arguments; return `(X, W, geometry)`."
-    X_layout, W_layout = _LAYOUTS[n_dims]
-    X, W = check_array(X, 'X', X_layout), check_array(W, 'W', W_layout)
+    X_layout, W_layout, _ = _LAYOUTS[n_dims]
+    X = check_array(X, 'X', X_layout, numbers=True)
+    W = check_array(W, 'W', W_layout, numbers=True)
     if transposed: return X, W, ConvGeometry.transposed(X.shape, W.shape, stride, pad, dilation)
     return X, W, ConvGeometry.of(X.shape, W.shape, stride, pad, dilation, n_dims)
