@@ -99,10 +99,11 @@ const links = Array.from(document.querySelectorAll('a[href]')).map(a => ({href: 
 const ids = Array.from(document.querySelectorAll('[id]')).map(e => e.id);
 const showdoc = Array.from(document.querySelectorAll('.celltag_showdoc h3[id], .celltag_showdoc h4[id]')).map(h => h.id);
 const resources = performance.getEntriesByType('resource').map(r => r.name);
-const wide = Array.from(document.querySelectorAll('main img:not(.math)')).filter(i => i.getBoundingClientRect().right >
+const wide = Array.from(document.querySelectorAll('main img')).filter(i => i.getBoundingClientRect().right >
     document.querySelector('main').getBoundingClientRect().right + 1).map(i => i.alt || i.src.slice(0, 40));
+const rawTex = Array.from(document.querySelectorAll('.math > code')).map(c => c.textContent.slice(0, 60));
 return {title: document.title, h1: (document.querySelector('h1.title') || {}).textContent, imgs, links, ids, showdoc,
-        resources, wide, ready: document.readyState};
+        resources, wide, rawTex, ready: document.readyState};
 """
 
 
@@ -145,6 +146,7 @@ def test_docs_in_chromium(browser, tmp_path):
         broken = [i for i in f['imgs'] if not (i['complete'] and i['w'] > 0)]
         if broken: problems.append(f'{page}: {len(broken)} images did not load: {broken[:3]}')
         if f['wide']: problems.append(f'{page}: images wider than the page: {f["wide"][:3]}')
+        if f['rawTex']: problems.append(f'{page}: math shown as TeX (latex2mathml cannot read it): {f["rawTex"][:3]}')
         remote = [r for r in f['resources'] if not r.startswith(('file:', 'data:'))]
         if remote: problems.append(f'{page}: fetches from the network: {remote[:3]}')
         n_figs, n_shown = _visible_figures(expected[page]), sum(1 for i in f['imgs'] if i['fig'] and i['w'] > 0 and i['shown'] > 0)
