@@ -614,8 +614,7 @@ def main(argv=None, *, prog='python -m convutils.benchmark') -> int:
     print(format_table(results))
     if bench_dask:
         say("timing the Dask route: convutils.scaleout.bench_dask()")
-        results['dask'] = bench_dask()
-        print(f"\n{results['dask']}")
+        results['dask'] = bench_dask()  # prints its own table
     if args.save:
         with open(args.save, 'w') as f: json.dump(results, f, indent=1, default=str)
     return 0
