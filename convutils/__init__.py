@@ -21,4 +21,5 @@ from .backward import *
 from .backward import __all__ as _backward_all
 
 # %% ../nbs/99_init.ipynb #ee141217
-__all__ = [*_padding_all, *_im2col_all, *_convolution_all, *_initializers_all, *_batching_all, *_backward_all]
+__all__ = [*_padding_all, *_im2col_all, *_convolution_all, *_initializers_all, *_batching_all,
+           *_backward_all]

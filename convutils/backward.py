@@ -34,7 +34,7 @@ def _conv2D_grads(dZ, X, W, g, input_grad=True):
 
 # %% ../nbs/06_backward.ipynb #8bcfa3e9
 @accepts_dask
-def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
+def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True, pad_mode='constant'):
     """Gradients `(dX, dW)` of `conv2D(X, W, stride, pad, dilation)` from its output gradient `dZ`.
 
     Parameters
@@ -53,6 +53,9 @@ def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
         the forward dilation (zeros between kernel taps)
     input_grad : bool
         compute `dX`; with False it is returned as None (a network's first layer needs none)
+    pad_mode : str
+        what the padding holds: `'constant'` (zeros), `'reflect'`, `'symmetric'`, `'edge'` or
+        `'wrap'`, as in `np.pad`
 
     Returns
     -------
@@ -62,13 +65,13 @@ def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
         gradient with respect to `W`, of `W`'s shape
     """
     input_grad = check_flag(input_grad, 'input_grad')
-    X, W, g = check_conv(X, W, stride, pad, dilation)
+    X, W, g = check_conv(X, W, stride, pad, dilation, pad_mode=pad_mode)
     dZ = _check_dZ(dZ, g.out_shape, 'conv2D', X.shape, W.shape)
     return _conv2D_grads(dZ, X, W, g, input_grad)
 
 # %% ../nbs/06_backward.ipynb #77eb65e9
 @accepts_dask
-def conv1D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
+def conv1D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True, pad_mode='constant'):
     """Gradients `(dX, dW)` of `conv1D(X, W, stride, pad, dilation)` from its output gradient `dZ`.
 
     Parameters
@@ -87,6 +90,9 @@ def conv1D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
         the forward dilation (zeros between kernel taps)
     input_grad : bool
         compute `dX`; with False it is returned as None
+    pad_mode : str
+        what the padding holds: `'constant'` (zeros), `'reflect'`, `'symmetric'`, `'edge'` or
+        `'wrap'`, as in `np.pad`
 
     Returns
     -------
@@ -96,14 +102,14 @@ def conv1D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
         gradient with respect to `W`, of `W`'s shape
     """
     input_grad = check_flag(input_grad, 'input_grad')
-    X, W, g = check_conv(X, W, stride, pad, dilation, n_dims=3)
+    X, W, g = check_conv(X, W, stride, pad, dilation, n_dims=3, pad_mode=pad_mode)
     dZ = _check_dZ(dZ, g.out_shape, 'conv1D', X.shape, W.shape)
     dX, dW = _conv2D_grads(dZ[:, None], X[:, None], W[None], g.as_2D(), input_grad)
     return (dX[:, 0] if input_grad else None), dW[0]
 
 # %% ../nbs/06_backward.ipynb #b8b4ff69
 @accepts_dask
-def deconv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
+def deconv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True, pad_mode='constant'):
     """Gradients `(dX, dW)` of `deconv2D(X, W, stride, pad, dilation)` from its output gradient.
 
     Parameters
@@ -124,6 +130,8 @@ def deconv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
         the forward dilation (zeros between kernel taps)
     input_grad : bool
         compute `dX`; with False it is returned as None
+    pad_mode : str
+        only `'constant'`: the pad of a transposed convolution is a crop, and holds nothing
 
     Returns
     -------
@@ -133,7 +141,8 @@ def deconv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
         gradient with respect to `W`, of `W`'s shape
     """
     input_grad = check_flag(input_grad, 'input_grad')
-    X, W, g = check_conv(X, W, stride, pad, dilation, transposed=True)
+    X, W, g = check_conv(X, W, stride, pad, dilation, transposed=True,
+                         pad_mode=pad_mode)
     dZ = _check_dZ(dZ, g.in_shape, 'deconv2D', X.shape, W.shape)
     dtype = summing_dtype(dZ, X, W)
     dZ, X, W = (A.astype(dtype, copy=False) for A in (dZ, X, W))

@@ -11,7 +11,7 @@ from .padding import check_conv, effective_kernel, pad2D, summing_dtype
 from .engine import accepts_dask, conv_adjoint, conv_forward
 
 # %% ../nbs/02_convolution.ipynb #02361b91
-def conv2D_naive(X, W, stride:int, pad, dilation:int=0) -> np.ndarray:
+def conv2D_naive(X, W, stride:int, pad, dilation:int=0, *, pad_mode='constant') -> np.ndarray:
     """2-D cross-correlation by an explicit loop over output positions: the readable definition.
 
     Parameters
@@ -26,15 +26,18 @@ def conv2D_naive(X, W, stride:int, pad, dilation:int=0) -> np.ndarray:
         an int, `(rows, cols)`, `(top, bottom, left, right)`, `'same'` or `'valid'`
     dilation : int
         zeros inserted between kernel taps
+    pad_mode : str
+        what the padding holds: `'constant'` (zeros), `'reflect'`, `'symmetric'`, `'edge'` or
+        `'wrap'`, as in `np.pad`
 
     Returns
     -------
     Z : ndarray
         `(n_ex, out_rows, out_cols, out_ch)`, float32 for float32 inputs, float64 for integers
     """
-    X, W, g = check_conv(X, W, stride, pad, dilation)
+    X, W, g = check_conv(X, W, stride, pad, dilation, pad_mode=pad_mode)
     dtype = summing_dtype(X, W)
-    X_pad, W = pad2D(X.astype(dtype), g.pad)[0], W.astype(dtype)
+    X_pad, W = pad2D(X.astype(dtype), g.pad, mode=g.pad_mode)[0], W.astype(dtype)
     eff_rows, eff_cols = (effective_kernel(k, g.dilation) for k in g.kernel)
     s, step = g.stride, g.dilation + 1
     Z = np.zeros(g.out_shape, dtype)
@@ -47,7 +50,7 @@ def conv2D_naive(X, W, stride:int, pad, dilation:int=0) -> np.ndarray:
 
 # %% ../nbs/02_convolution.ipynb #2fa97f1c
 @accepts_dask
-def conv2D(X, W, stride, pad, dilation=0):
+def conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant'):
     """2-D cross-correlation of an NHWC batch with a bank of kernels, at the speed of one GEMM.
 
     Parameters
@@ -63,18 +66,21 @@ def conv2D(X, W, stride, pad, dilation=0):
         input's size, at every stride) or `'valid'` (no padding)
     dilation : int
         zeros inserted between kernel taps: 0 is an ordinary kernel (PyTorch's `dilation - 1`)
+    pad_mode : str
+        what the padding holds: `'constant'` (zeros), `'reflect'`, `'symmetric'`, `'edge'` or
+        `'wrap'`, as in `np.pad`
 
     Returns
     -------
     Z : ndarray
         `(n_ex, out_rows, out_cols, out_ch)`, float32 for float32 inputs, float64 for integers
     """
-    X, W, g = check_conv(X, W, stride, pad, dilation)
+    X, W, g = check_conv(X, W, stride, pad, dilation, pad_mode=pad_mode)
     return conv_forward(X, W, g)
 
 # %% ../nbs/02_convolution.ipynb #238fb1f5
 @accepts_dask
-def conv1D(X, W, stride, pad, dilation=0):
+def conv1D(X, W, stride, pad, dilation=0, *, pad_mode='constant'):
     """1-D cross-correlation of a batch of sequences with a bank of kernels.
 
     Parameters
@@ -90,17 +96,20 @@ def conv1D(X, W, stride, pad, dilation=0):
         output `t` sees no input after `t`) or `'valid'`
     dilation : int
         zeros inserted between kernel taps
+    pad_mode : str
+        what the padding holds: `'constant'` (zeros), `'reflect'`, `'symmetric'`, `'edge'` or
+        `'wrap'`, as in `np.pad`
 
     Returns
     -------
     Z : ndarray
         `(n_ex, l_out, out_ch)`, in the dtype rule's dtype
     """
-    X, W, g = check_conv(X, W, stride, pad, dilation, n_dims=3)
+    X, W, g = check_conv(X, W, stride, pad, dilation, n_dims=3, pad_mode=pad_mode)
     return conv_forward(X[:, None], W[None], g.as_2D())[:, 0]
 
 # %% ../nbs/02_convolution.ipynb #7aa71258
-def deconv2D_naive(X, W, stride:int, pad, dilation:int=0) -> np.ndarray:
+def deconv2D_naive(X, W, stride:int, pad, dilation:int=0, *, pad_mode='constant') -> np.ndarray:
     """Transposed 2-D convolution by an explicit loop of stamps: the readable definition.
 
     Parameters
@@ -116,13 +125,15 @@ def deconv2D_naive(X, W, stride:int, pad, dilation:int=0) -> np.ndarray:
         `'same'` (the output has `stride*in` pixels) or `'valid'` (nothing)
     dilation : int
         zeros inserted between kernel taps
+    pad_mode : str
+        only `'constant'`: the pad of a transposed convolution is a crop, and holds nothing
 
     Returns
     -------
     Y : ndarray
         NHWC `(n_ex, out_rows, out_cols, out_ch)`, in the dtype rule's dtype
     """
-    X, W, g = check_conv(X, W, stride, pad, dilation, transposed=True)
+    X, W, g = check_conv(X, W, stride, pad, dilation, transposed=True, pad_mode=pad_mode)
     dtype = summing_dtype(X, W)
     X, W = X.astype(dtype), W.astype(dtype)
     (top, bottom, left, right), (out_rows, out_cols) = g.pad, g.in_dims
@@ -137,7 +148,7 @@ def deconv2D_naive(X, W, stride:int, pad, dilation:int=0) -> np.ndarray:
 
 # %% ../nbs/02_convolution.ipynb #8f92b336
 @accepts_dask
-def deconv2D(X, W, stride, pad, dilation=0):
+def deconv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant'):
     """Transposed 2-D convolution: one matrix product, then the stamps added a phase at a time.
 
     Parameters
@@ -154,13 +165,15 @@ def deconv2D(X, W, stride, pad, dilation=0):
         has `stride*in` pixels, as TensorFlow's `conv2d_transpose(padding='SAME')`)
     dilation : int
         zeros inserted between kernel taps
+    pad_mode : str
+        only `'constant'`: the pad of a transposed convolution is a crop, and holds nothing
 
     Returns
     -------
     Y : ndarray
         `(n_ex, out_rows, out_cols, out_ch)`, equal to `deconv2D_naive`'s to floating-point rounding
     """
-    X, W, g = check_conv(X, W, stride, pad, dilation, transposed=True)
+    X, W, g = check_conv(X, W, stride, pad, dilation, transposed=True, pad_mode=pad_mode)
     dtype = summing_dtype(X, W)
     return conv_adjoint(X.astype(dtype, copy=False),
                         W.astype(dtype, copy=False).transpose(0, 1, 3, 2), g)

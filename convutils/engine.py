@@ -5,13 +5,13 @@
 # %% auto #0
 __all__ = ['COLUMN_BYTES', 'MIN_POSITIONS', 'FEW_CHANNELS', 'CONV_ROUTE_CHANNELS', 'strided_windows', 'output_blocks',
            'alias_free_shift', 'copy_deltas', 'workspace', 'axis_layout', 'column_blocks', 'conv_forward',
-           'kernel_grad', 'add_taps', 'conv_adjoint', 'accepts_dask']
+           'kernel_grad', 'add_taps', 'fold_padding', 'conv_adjoint', 'accepts_dask']
 
 # %% ../nbs/05_engine.ipynb #4a9409bd
-import functools, itertools, math
+import dataclasses, functools, itertools, math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
-from .padding import ConvGeometry, conv_span, effective_kernel, summing_dtype
+from .padding import ConvGeometry, conv_span, effective_kernel, mode_index, summing_dtype
 
 # %% ../nbs/05_engine.ipynb #51aacea2
 def _per_axis(value) -> tuple:
@@ -36,7 +36,7 @@ def strided_windows(A,        # 4-D array whose axes 1 and 2 are the spatial one
                       writeable=False)
 
 # %% ../nbs/05_engine.ipynb #ea59b756
-COLUMN_BYTES = 4 << 20  # column buffer per block: the fastest size measured (2 cores, 1 MiB L2 each)
+COLUMN_BYTES = 4 << 20  # column buffer per block: the fastest size measured (2 cores, 1 MiB L2)
 MIN_POSITIONS = 256     # the smallest block, so that Python's cost per block stays small
 FEW_CHANNELS = 4        # below this, the column buffer is filled tap by tap (long rows)
 
@@ -99,33 +99,48 @@ def workspace(pad_shape, column_size, dtype, deltas) -> tuple:
     return X_pad, columns.view(dtype)
 
 # %% ../nbs/05_engine.ipynb #2e05675b
-def axis_layout(in_len:int, pad_before:int, out:int, k:int, stride:int, dilation:int) -> tuple:
-    "How one axis of the padded block is stored: `(source rows or None, stride, dilation, length)`."
+def axis_layout(in_len:int, pad_before:int, out:int, k:int, stride:int, dilation:int,
+                mode:str='constant') -> tuple:
+    "How an axis of the padded block is stored: `(source pixels or None, stride, dilation, length)`"
     span = conv_span(out, k, stride, dilation)
-    if k * out >= span: return None, stride, dilation, span
+    if k * out >= span:  # the span itself; None: input pixels in order, zeros around them
+        if mode == 'constant': return None, stride, dilation, span
+        return mode_index(np.arange(span) - pad_before, in_len, mode), stride, dilation, span
     rows = [a * stride + i * (dilation + 1) - pad_before for i in range(k) for a in range(out)]
-    rows = np.array([r if 0 <= r < in_len else -1 for r in rows])  # -1: a padding row
-    return rows, 1, out - 1, k * out
+    period = 2 * in_len * (2 * in_len - 2) or 2  # every mode repeats with it, 'edge' aside
+    reduced = [max(-1, min(r, in_len)) if mode in ('constant', 'edge') else r % period
+               for r in rows]
+    return mode_index(reduced, in_len, mode), 1, out - 1, k * out
 
 # %% ../nbs/05_engine.ipynb #4b61ab53
-def _interior(g:ConvGeometry, row_src, col_src) -> tuple:
-    "Index expressions `(into the padded block, from the input)` for the pixels the windows read."
+def _fills(g:ConvGeometry, row_src, col_src) -> list:
+    "The copies that fill the padded block: `[(index into the block, index into the input)]`."
     (in_rows, in_cols), (used_rows, used_cols), (top, _, left, _) = g.in_dims, g.span, g.pad
-    if row_src is None and col_src is None:  # the usual case: one rectangle, by slices
-        copy_rows = max(0, min(in_rows, used_rows - top))
-        copy_cols = max(0, min(in_cols, used_cols - left))
-        return ((slice(None), slice(top, top + copy_rows), slice(left, left + copy_cols)),
-                (slice(None), slice(0, copy_rows), slice(0, copy_cols)))
-    axes = []
-    for src, n, used, before in [(row_src, in_rows, used_rows, top), (col_src, in_cols, used_cols, left)]:
-        if src is None:  # this axis as usual: an index range
-            copy = max(0, min(n, used - before))
-            src = np.full(before + copy, -1)
-            src[before:] = np.arange(copy)
+    # the input rows and columns that some window reads
+    copy_rows = max(0, min(in_rows, used_rows - top))
+    copy_cols = max(0, min(in_cols, used_cols - left))
+    every, inner = slice(None), (slice(top, top + copy_rows), slice(left, left + copy_cols))
+    fills = [((every, *inner), (every, slice(0, copy_rows), slice(0, copy_cols)))]
+    compact = [src is not None and len(src) != used for src, used in
+               [(row_src, used_rows), (col_src, used_cols)]]
+    if not any(compact):
+        if g.pad_mode == 'constant': return fills
+        # the interior by slices, then the border pixels, each from the pixel the mode copies
+        border_rows = np.r_[0:top, top + copy_rows:used_rows]
+        border_cols = np.r_[0:left, left + copy_cols:used_cols]
+        fills.append(((every, border_rows[:, None], inner[1]),
+                      (every, row_src[border_rows][:, None], slice(0, copy_cols))))
+        fills.append(((every, slice(None), border_cols),
+                      (every, row_src[:, None], col_src[border_cols][None])))
+        return fills
+    axes = []  # a compact axis: every pixel by its index (-1: a zero, left as it is)
+    for src, n, used, before in [(row_src, in_rows, used_rows, top),
+                                 (col_src, in_cols, used_cols, left)]:
+        if src is None: src = mode_index(np.arange(used) - before, n, 'constant')
         axes.append((np.flatnonzero(src >= 0), src[src >= 0]))
     (into_rows, from_rows), (into_cols, from_cols) = axes
-    return ((slice(None), into_rows[:, None], into_cols[None]),
-            (slice(None), from_rows[:, None], from_cols[None]))
+    return [((every, into_rows[:, None], into_cols[None]),
+             (every, from_rows[:, None], from_cols[None]))]
 
 # %% ../nbs/05_engine.ipynb #45e89fe0
 def column_blocks(X,                # input (n_ex, in_rows, in_cols, in_ch), unpadded
@@ -142,7 +157,7 @@ def column_blocks(X,                # input (n_ex, in_rows, in_cols, in_ch), unp
         budget = min(COLUMN_BYTES, math.prod(g.out_shape) * dtype.itemsize // 2)
         positions = max(MIN_POSITIONS, budget // (n_taps * dtype.itemsize))
     blocks = output_blocks(n_ex, out_rows, out_cols, positions)
-    layouts = [axis_layout(n, g.pad[2 * axis], o, k, g.stride, g.dilation)
+    layouts = [axis_layout(n, g.pad[2 * axis], o, k, g.stride, g.dilation, g.pad_mode)
                for axis, (n, o, k) in enumerate(zip(g.in_dims, g.out_dims, g.kernel))]
     (row_src, row_stride, row_dil, used_rows), (col_src, col_stride, col_dil, used_cols) = layouts
     max_positions = max(len(range(n_ex)[e]) * len(range(out_rows)[r]) * len(range(out_cols)[c])
@@ -156,12 +171,12 @@ def column_blocks(X,                # input (n_ex, in_rows, in_cols, in_ch), unp
     windows = strided_windows(X_pad, g.kernel, g.out_dims, (row_stride, col_stride),
                               (row_dil, col_dil))
     windows = windows.transpose(0, 1, 2, 4, 5, 3)
-    into, take = _interior(g, row_src, col_src)
+    fills = _fills(g, row_src, col_src)
     loaded = None
     for examples, rows, cols in blocks:
         n_block = examples.stop - examples.start
         if examples.start != loaded:  # the zero border is written once; only the interior changes
-            X_pad[:n_block][into] = X[examples][take]
+            for into, take in fills: X_pad[:n_block][into] = X[examples][take]
             loaded = examples.start
         block = windows[:n_block, rows, cols]
         n_pos = block.shape[0] * block.shape[1] * block.shape[2]
@@ -239,7 +254,7 @@ def _stepped(first:int, count:int, stride:int) -> slice:
 
 # %% ../nbs/05_engine.ipynb #b096eaf9
 def _stamps(dZ, taps, kept_rows, kept_cols, buffer):
-    "Yield each tap's stamps `dZ @ W[i, j].T` that land in the kept part of its phase, one at a time."
+    "Yield each tap's stamps `dZ @ W[i, j].T` that land in the kept part of its phase, in turn."
     n_ex, out_rows, out_cols, out_ch = dZ.shape
     for shift_rows, shift_cols, W_T in taps:  # phase row p = shift + output row a
         a0, a1 = max(0, kept_rows[0] - shift_rows), min(out_rows, kept_rows[1] - shift_rows)
@@ -300,12 +315,32 @@ def _flipped_conv(dZ, W, g:ConvGeometry) -> np.ndarray:
 # %% ../nbs/05_engine.ipynb #cbcef8f8
 CONV_ROUTE_CHANNELS = 8  # at stride 1, adjoints with this many channels run as one flipped conv
 
+# %% ../nbs/05_engine.ipynb #44ec32b3
+def fold_padding(D,              # gradient of the padded input, (n_ex, rows, cols, in_ch)
+                 g:ConvGeometry, # the geometry whose pad and pad_mode made the padded input
+                ) -> np.ndarray:
+    "The adjoint of padding with `g.pad_mode`: padded pixels' gradients added onto their sources."
+    for axis, (n, before) in enumerate(zip(g.in_dims, g.pad[::2]), start=1):
+        positions = np.arange(D.shape[axis])
+        border = np.flatnonzero((positions < before) | (positions >= before + n))
+        folded = np.take(D, np.arange(before, before + n), axis=axis)  # the input's own pixels
+        index = [slice(None)] * D.ndim
+        index[axis] = mode_index(border - before, n, g.pad_mode)
+        np.add.at(folded, tuple(index), np.take(D, border, axis=axis))
+        D = folded
+    return D
+
 # %% ../nbs/05_engine.ipynb #5ed9af63
 def conv_adjoint(dZ,             # (n_ex, out_rows, out_cols, out_ch): g.out_shape, result dtype
                  W,              # the convolution's kernel (kr, kc, in_ch, out_ch)
                  g:ConvGeometry, # the convolution's geometry (2-D)
                 ) -> np.ndarray:
     "The adjoint of `g`'s convolution applied to `dZ`: its input gradient, or a transposed conv."
+    if g.pad_mode != 'constant':  # the adjoint over the padded input, then the padding's adjoint
+        padded = [before + n + after
+                  for n, before, after in zip(g.in_dims, g.pad[::2], g.pad[1::2])]
+        inner = dataclasses.replace(g, in_dims=tuple(padded), pad=(0, 0, 0, 0), pad_mode='constant')
+        return fold_padding(conv_adjoint(dZ, W, inner), g)
     (in_rows, in_cols), (span_rows, span_cols) = g.in_dims, g.span
     top, _, left, _ = g.pad
     # the input rows and columns that some window reads

@@ -37,7 +37,7 @@ def window_view(X_pad, kernel_shape, stride:int=1, dilation:int=0) -> np.ndarray
     return windows.transpose(0, 1, 2, 4, 5, 3)
 
 # %% ../nbs/01_im2col.ipynb #e4bfbe97
-def im2col(X, W_shape, pad, stride:int, dilation:int=0) -> tuple:
+def im2col(X, W_shape, pad, stride:int, dilation:int=0, *, pad_mode='constant') -> tuple:
     """Every window of `X` as a column: `(X_col, (top, bottom, left, right))`, see the shape above.
 
     Parameters
@@ -52,6 +52,9 @@ def im2col(X, W_shape, pad, stride:int, dilation:int=0) -> tuple:
         step between windows, on both axes
     dilation : int
         zeros inserted between kernel taps
+    pad_mode : str
+        what the padding holds: `'constant'` (zeros), `'reflect'`, `'symmetric'`, `'edge'` or
+        `'wrap'`, as in `np.pad`
 
     Returns
     -------
@@ -62,10 +65,11 @@ def im2col(X, W_shape, pad, stride:int, dilation:int=0) -> tuple:
         the resolved padding `(top, bottom, left, right)`
     """
     X = check_array(X, 'X', '(n_ex, in_rows, in_cols, in_ch)')
-    g = ConvGeometry.of(X.shape, W_shape, stride, pad, dilation, n_dims=4)
+    g = ConvGeometry.of(X.shape, W_shape, stride, pad, dilation, n_dims=4, pad_mode=pad_mode)
     (n_ex, in_rows, in_cols, in_ch), (top, bottom, left, right) = X.shape, g.pad
-    X_pad = np.zeros((in_ch, top + in_rows + bottom, left + in_cols + right, n_ex), dtype=X.dtype)
-    X_pad[:, top:top + in_rows, left:left + in_cols] = X.transpose(3, 1, 2, 0)
+    # channels first and examples last, so that the big copy below reads nearly in order
+    X_pad = np.pad(X.transpose(3, 1, 2, 0), ((0, 0), (top, bottom), (left, right), (0, 0)),
+                   mode=g.pad_mode)
     windows = strided_windows(X_pad, g.kernel, g.out_dims, g.stride, g.dilation)
     n_rows = in_ch * g.kernel[0] * g.kernel[1]
     X_col = windows.transpose(0, 4, 5, 1, 2, 3).reshape(n_rows, -1)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 # %% ../nbs/00_padding.ipynb #6e710600
-def pad2D(X, pad, kernel_shape=None, stride=None, dilation:int=0) -> tuple:
-    """Zero-pad the rows and columns of an NHWC batch; return `(X_pad, (top, bottom, left, right))`.
+def pad2D(X, pad, kernel_shape=None, stride=None, dilation:int=0, *, mode='constant') -> tuple:
+    """Pad the rows and columns of an NHWC batch; return `(X_pad, (top, bottom, left, right))`.
 
     Parameters
     ----------
@@ -27,6 +27,9 @@ def pad2D(X, pad, kernel_shape=None, stride=None, dilation:int=0) -> tuple:
         step between windows; needed for `'same'`
     dilation : int
         zeros inserted between kernel taps
+    mode : str
+        what the padding holds, as in `np.pad`: `'constant'` (zeros), `'reflect'`,
+        `'symmetric'`, `'edge'` or `'wrap'`
 
     Returns
     -------
@@ -37,11 +40,13 @@ def pad2D(X, pad, kernel_shape=None, stride=None, dilation:int=0) -> tuple:
     """
     X = check_array(X, 'X', '(n_ex, in_rows, in_cols, in_ch)')
     top, bottom, left, right = resolve_pad2D(pad, X.shape, kernel_shape, stride, dilation)
-    return np.pad(X, ((0, 0), (top, bottom), (left, right), (0, 0))), (top, bottom, left, right)
+    widths = ((0, 0), (top, bottom), (left, right), (0, 0))
+    X_pad = np.pad(X, widths, mode=check_mode(mode, 'mode', X.shape, widths))
+    return X_pad, (top, bottom, left, right)
 
 # %% ../nbs/00_padding.ipynb #ac726065
-def pad1D(X, pad, kernel_width=None, stride=None, dilation:int=0) -> tuple:
-    """Zero-pad the length axis of a batch of sequences; return `(X_pad, (left, right))`.
+def pad1D(X, pad, kernel_width=None, stride=None, dilation:int=0, *, mode='constant') -> tuple:
+    """Pad the length axis of a batch of sequences; return `(X_pad, (left, right))`.
 
     Parameters
     ----------
@@ -55,6 +60,9 @@ def pad1D(X, pad, kernel_width=None, stride=None, dilation:int=0) -> tuple:
         step between windows; needed for the strings
     dilation : int
         zeros inserted between kernel taps
+    mode : str
+        what the padding holds, as in `np.pad`: `'constant'` (zeros), `'reflect'`,
+        `'symmetric'`, `'edge'` or `'wrap'`
 
     Returns
     -------
@@ -65,7 +73,34 @@ def pad1D(X, pad, kernel_width=None, stride=None, dilation:int=0) -> tuple:
     """
     X = check_array(X, 'X', '(n_ex, l_in, in_ch)')
     left, right = resolve_pad1D(pad, X.shape, kernel_width, stride, dilation)
-    return np.pad(X, ((0, 0), (left, right), (0, 0))), (left, right)
+    widths = ((0, 0), (left, right), (0, 0))
+    return np.pad(X, widths, mode=check_mode(mode, 'mode', X.shape, widths)), (left, right)
+
+# %% ../nbs/00_padding.ipynb #ee76a678
+PAD_MODES = ('constant', 'reflect', 'symmetric', 'edge', 'wrap')
+
+# %% ../nbs/00_padding.ipynb #b38f19c6
+def check_mode(mode, name:str, shape=None, widths=None) -> str:
+    "Return `mode` if it is one of `PAD_MODES` (and can pad `shape` by `widths`), else raise."
+    if not isinstance(mode, str) or mode not in PAD_MODES:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, PAD_MODES))}; got {mode!r}")
+    if mode != 'constant' and shape is not None:
+        for n, (before, after) in zip(shape, widths):
+            if n == 0 and before + after > 0:
+                raise ValueError(f"{name}={mode!r} cannot pad an empty axis: shape {tuple(shape)}")
+    return mode
+
+# %% ../nbs/00_padding.ipynb #4bfdc738
+def mode_index(positions, n:int, mode:str):
+    "The input pixel each padded position copies (0 is the first input pixel), or -1 for a zero."
+    p = np.asarray(positions)
+    if mode == 'constant': return np.where((p >= 0) & (p < n), p, -1)
+    if mode == 'edge': return np.clip(p, 0, n - 1)
+    if mode == 'wrap': return p % n
+    if mode == 'symmetric': q = p % (2 * n); return np.where(q < n, q, 2 * n - 1 - q)
+    if n == 1: return np.zeros_like(p)  # 'reflect' of a single pixel
+    q = p % (2 * n - 2)
+    return np.where(q < n, q, 2 * n - 2 - q)
 
 # %% ../nbs/00_padding.ipynb #5aed7244
 def _pad_for_out(in_len, out_len, kernel_size, stride, dilation, name):
@@ -357,6 +392,7 @@ class ConvGeometry:
     stride: int     # step between windows
     dilation: int   # zeros between kernel taps
     pad: tuple      # resolved padding: (top, bottom, left, right), or (left, right)
+    pad_mode: str = 'constant'  # what the padding holds: one of PAD_MODES
 
     @functools.cached_property
     def out_dims(self) -> tuple:
@@ -381,18 +417,20 @@ class ConvGeometry:
         "The same convolution in 2-D: a 1-D geometry becomes that of one-row images."
         if len(self.in_dims) == 2: return self
         return ConvGeometry(self.n_ex, (1, *self.in_dims), self.in_ch, (1, *self.kernel),
-                            self.out_ch, self.stride, self.dilation, (0, 0, *self.pad))
+                            self.out_ch, self.stride, self.dilation, (0, 0, *self.pad),
+                            self.pad_mode)
 
     @classmethod
-    def of(cls, X_shape, W_shape, stride, pad, dilation=0, n_dims=None):
+    def of(cls, X_shape, W_shape, stride, pad, dilation=0, n_dims=None, pad_mode='constant'):
         "Check a convolution's shapes, stride, dilation and pad; raise if its output is empty."
+        pad_mode = check_mode(pad_mode, 'pad_mode')
         X_shape, W_shape = check_conv_shapes(X_shape, W_shape, n_dims)
         stride, dilation = check_stride(stride), check_dilation(dilation)
         kernel = W_shape[:-2]
         if len(kernel) == 1: pad = resolve_pad1D(pad, X_shape, kernel[0], stride, dilation)
         else: pad = resolve_pad2D(pad, X_shape, kernel, stride, dilation)
         geometry = cls(X_shape[0], X_shape[1:-1], X_shape[-1], kernel, W_shape[-1],
-                       stride, dilation, pad)
+                       stride, dilation, pad, pad_mode)
         check_out_dims(geometry.out_dims, geometry.in_dims, pad, kernel, stride, dilation)
         check_size(geometry.out_shape, 'convolution output',
                    pad=pad, stride=stride, dilation=dilation)
@@ -551,10 +589,15 @@ def check_conv(X, W,              # the input and the kernel, arrays or array-li
                stride, pad, dilation=0,
                n_dims:int=4,      # 4 for 2-D layouts, 3 for 1-D
                transposed:bool=False, # the arguments of a transposed convolution
+               pad_mode='constant',   # what the padding holds: one of PAD_MODES
               ) -> tuple:
     "Check a convolution's arrays and arguments; return `(X, W, geometry)`."
     X_layout, W_layout, _ = _LAYOUTS[n_dims]
     X = check_array(X, 'X', X_layout, numbers=True)
     W = check_array(W, 'W', W_layout, numbers=True)
-    if transposed: return X, W, ConvGeometry.transposed(X.shape, W.shape, stride, pad, dilation)
-    return X, W, ConvGeometry.of(X.shape, W.shape, stride, pad, dilation, n_dims)
+    if not transposed:
+        return X, W, ConvGeometry.of(X.shape, W.shape, stride, pad, dilation, n_dims, pad_mode)
+    if check_mode(pad_mode, 'pad_mode') != 'constant':
+        raise ValueError(f"pad_mode={pad_mode!r} means nothing to a transposed convolution, whose "
+                         f"pad is a crop of its result: leave it 'constant'")
+    return X, W, ConvGeometry.transposed(X.shape, W.shape, stride, pad, dilation)

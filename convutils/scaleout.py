@@ -59,16 +59,16 @@ def _one_block(W):
     return W.to_delayed().ravel()[0]
 
 # %% ../nbs/08_scaleout.ipynb #4f98c45f
-def _forward(numpy_fn, X, W, stride, pad, dilation):
+def _forward(numpy_fn, X, W, stride, pad, dilation, **options):
     "`numpy_fn(X, W, stride, pad, dilation)` as a lazy Dask array: one task per chunk of examples."
-    Z_empty = _probe(numpy_fn, dict(X=X), W, stride, pad, dilation)
+    Z_empty = _probe(numpy_fn, dict(X=X), W, stride, pad, dilation, **options)
     batch_chunks = X.chunks[0] if isinstance(X, da.Array) else (_shape(X)[0],)
     X = _batch_chunked(X, batch_chunks)
     return X.map_blocks(numpy_fn, _one_block(W), stride, pad, dilation, dtype=Z_empty.dtype,
-                        chunks=(batch_chunks, *Z_empty.shape[1:]), meta=Z_empty)
+                        chunks=(batch_chunks, *Z_empty.shape[1:]), meta=Z_empty, **options)
 
 # %% ../nbs/08_scaleout.ipynb #d4fa64cb
-def conv2D(X, W, stride, pad, dilation=0):
+def conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant'):
     """`convutils.conv2D` on a Dask array: a lazy result, one task per chunk of examples.
 
     Parameters
@@ -91,10 +91,10 @@ def conv2D(X, W, stride, pad, dilation=0):
         lazy output of shape `(n_ex, out_rows, out_cols, out_ch)`, in `convutils.conv2D`'s dtype,
         chunked like `X` along the examples; argument errors are raised by the call
     """
-    return _forward(convutils.conv2D, X, W, stride, pad, dilation)
+    return _forward(convutils.conv2D, X, W, stride, pad, dilation, pad_mode=pad_mode)
 
 # %% ../nbs/08_scaleout.ipynb #8ae359b4
-def conv1D(X, W, stride, pad, dilation=0):
+def conv1D(X, W, stride, pad, dilation=0, *, pad_mode='constant'):
     """`convutils.conv1D` on a Dask array: a lazy result, one task per chunk of examples.
 
     Parameters
@@ -117,10 +117,10 @@ def conv1D(X, W, stride, pad, dilation=0):
         lazy output of shape `(n_ex, l_out, out_ch)`, in `convutils.conv1D`'s dtype, chunked like
         `X` along the examples; argument errors are raised by the call
     """
-    return _forward(convutils.conv1D, X, W, stride, pad, dilation)
+    return _forward(convutils.conv1D, X, W, stride, pad, dilation, pad_mode=pad_mode)
 
 # %% ../nbs/08_scaleout.ipynb #157cc3e7
-def deconv2D(X, W, stride, pad, dilation=0):
+def deconv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant'):
     """`convutils.deconv2D` on a Dask array: a lazy result, one task per chunk of examples.
 
     Parameters
@@ -144,26 +144,27 @@ def deconv2D(X, W, stride, pad, dilation=0):
         lazy output of shape `(n_ex, out_rows, out_cols, out_ch)`, in `convutils.deconv2D`'s dtype,
         chunked like `X` along the examples; argument errors are raised by the call
     """
-    return _forward(convutils.deconv2D, X, W, stride, pad, dilation)
+    return _forward(convutils.deconv2D, X, W, stride, pad, dilation, pad_mode=pad_mode)
 
 # %% ../nbs/08_scaleout.ipynb #214a8716
 _DW_FAN_IN = 8  # kernel-gradient shares added per task of the tree
 
 # %% ../nbs/08_scaleout.ipynb #ad27705b
-def _block_grads(dZ, X, W, numpy_fn, stride, pad, dilation, input_grad):
+def _block_grads(dZ, X, W, numpy_fn, stride, pad, dilation, input_grad, pad_mode='constant'):
     "`(dX, dW)` of one chunk of examples, `dW` with a leading axis of length 1 (a share to add)."
-    dX, dW = numpy_fn(dZ, X, W, stride, pad, dilation, input_grad=input_grad)
+    dX, dW = numpy_fn(dZ, X, W, stride, pad, dilation, input_grad=input_grad, pad_mode=pad_mode)
     return dX, dW[None]
 
 # %% ../nbs/08_scaleout.ipynb #d4adff92
-def _backward(numpy_fn, dZ, X, W, stride, pad, dilation, input_grad):
+def _backward(numpy_fn, dZ, X, W, stride, pad, dilation, input_grad, pad_mode='constant'):
     "Lazy `numpy_fn(dZ, X, W, ...)`: one task per chunk of examples, `dW` added up in a tree."
     dX_empty, dW_zero = _probe(numpy_fn, dict(dZ=dZ, X=X), W, stride, pad, dilation,
-                               input_grad=input_grad)
+                               input_grad=input_grad, pad_mode=pad_mode)
     batch_chunks = next((a.chunks[0] for a in (X, dZ) if isinstance(a, da.Array)), (_shape(X)[0],))
     dZ, X = _batch_chunked(dZ, batch_chunks), _batch_chunked(X, batch_chunks)
     pairs = da.map_blocks(_block_grads, dZ, X, _one_block(W), numpy_fn, stride, pad, dilation,
-                          input_grad, chunks=X.chunks, meta=np.empty((0,) * X.ndim, dW_zero.dtype),
+                          input_grad, pad_mode,
+                          chunks=X.chunks, meta=np.empty((0,) * X.ndim, dW_zero.dtype),
                           token=f'{numpy_fn.__name__}-chunks')  # each block is a (dX, dW) pair
     shares = pairs.map_blocks(operator.itemgetter(1), new_axis=X.ndim, token='dW-shares',
                               chunks=((1,) * len(batch_chunks), *dW_zero.shape),
@@ -173,7 +174,8 @@ def _backward(numpy_fn, dZ, X, W, stride, pad, dilation, input_grad):
     return pairs.map_blocks(operator.itemgetter(0), chunks=X.chunks, meta=dX_empty, token='dX'), dW
 
 # %% ../nbs/08_scaleout.ipynb #76c5d597
-def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
+def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True,
+                    pad_mode='constant'):
     """`convutils.conv2D_backward` on Dask arrays: lazy `(dX, dW)`, `dW` added up in a tree.
 
     Parameters
@@ -202,10 +204,12 @@ def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
         lazy gradient with respect to `W`, of `W`'s shape: compute it together with `dX`
         (`dask.compute(dX, dW)`) so that each chunk's backward pass runs once
     """
-    return _backward(convutils.conv2D_backward, dZ, X, W, stride, pad, dilation, input_grad)
+    return _backward(convutils.conv2D_backward, dZ, X, W, stride, pad, dilation, input_grad,
+                     pad_mode)
 
 # %% ../nbs/08_scaleout.ipynb #dd961431
-def conv1D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
+def conv1D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True,
+                    pad_mode='constant'):
     """`convutils.conv1D_backward` on Dask arrays: lazy `(dX, dW)`, `dW` added up in a tree.
 
     Parameters
@@ -232,10 +236,12 @@ def conv1D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
     dW : dask.array.Array
         lazy gradient with respect to `W`, of `W`'s shape
     """
-    return _backward(convutils.conv1D_backward, dZ, X, W, stride, pad, dilation, input_grad)
+    return _backward(convutils.conv1D_backward, dZ, X, W, stride, pad, dilation, input_grad,
+                     pad_mode)
 
 # %% ../nbs/08_scaleout.ipynb #108fcd19
-def deconv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
+def deconv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True,
+                      pad_mode='constant'):
     """`convutils.deconv2D_backward` on Dask arrays: lazy `(dX, dW)`, `dW` added up in a tree.
 
     Parameters
@@ -264,7 +270,8 @@ def deconv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True):
     dW : dask.array.Array
         lazy gradient with respect to `W`, of `W`'s shape
     """
-    return _backward(convutils.deconv2D_backward, dZ, X, W, stride, pad, dilation, input_grad)
+    return _backward(convutils.deconv2D_backward, dZ, X, W, stride, pad, dilation, input_grad,
+                     pad_mode)
 
 # %% ../nbs/08_scaleout.ipynb #e48f7784
 def _reset_peak_memory():
