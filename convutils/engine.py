@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['COLUMN_BYTES', 'MIN_POSITIONS', 'FEW_CHANNELS', 'CONV_ROUTE_CHANNELS', 'strided_windows', 'output_blocks',
            'alias_free_shift', 'copy_deltas', 'workspace', 'axis_layout', 'column_blocks', 'conv_forward',
-           'kernel_grad', 'add_taps', 'fold_padding', 'conv_adjoint', 'accepts_dask']
+           'depthwise_forward', 'kernel_grad', 'add_taps', 'fold_padding', 'conv_adjoint', 'accepts_dask']
 
 # %% ../nbs/05_engine.ipynb #4a9409bd
 import dataclasses, functools, itertools, math
@@ -147,8 +147,12 @@ def column_blocks(X,                # input (n_ex, in_rows, in_cols, in_ch), unp
                   g:ConvGeometry,   # the convolution's geometry (2-D)
                   dtype,            # the dtype the columns are computed in
                   positions=None,   # output positions per block; None: fill COLUMN_BYTES
+                  columns:bool=True, # False: yield each block's windows, uncopied
                  ):
-    "Yield `((examples, rows, cols), X_col)` per output block, `X_col` `(positions, kr*kc*in_ch)`."
+    """Yield `((examples, rows, cols), X_col)` per output block, `X_col` `(positions, kr*kc*in_ch)`.
+
+    With groups, `X_col` is `(groups, positions, kr*kc*in_ch/groups)`; with `columns=False`, the
+    block's windows `(n, rows, cols, kr, kc, in_ch)`, a view of the padded block."""
     n_ex, in_ch = g.n_ex, g.in_ch
     (kernel_rows, kernel_cols), (out_rows, out_cols) = g.kernel, g.out_dims
     n_taps = kernel_rows * kernel_cols * in_ch
@@ -162,12 +166,12 @@ def column_blocks(X,                # input (n_ex, in_rows, in_cols, in_ch), unp
     (row_src, row_stride, row_dil, used_rows), (col_src, col_stride, col_dil, used_cols) = layouts
     max_positions = max(len(range(n_ex)[e]) * len(range(out_rows)[r]) * len(range(out_cols)[c])
                         for e, r, c in blocks)
-    few = in_ch < FEW_CHANNELS
+    few, groups = in_ch < FEW_CHANNELS and g.groups == 1, g.groups
     deltas = copy_deltas((kernel_rows, kernel_cols, in_ch), (row_stride, col_stride),
                          (row_dil + 1, col_dil + 1), used_cols, out_cols, max_positions, few, dtype)
     block_ex = blocks[0][0].stop - blocks[0][0].start
-    X_pad, buffer = workspace((block_ex, used_rows, used_cols, in_ch), max_positions * n_taps,
-                              dtype, deltas)
+    X_pad, buffer = workspace((block_ex, used_rows, used_cols, in_ch),
+                              max_positions * n_taps if columns else 0, dtype, deltas)
     windows = strided_windows(X_pad, g.kernel, g.out_dims, (row_stride, col_stride),
                               (row_dil, col_dil))
     windows = windows.transpose(0, 1, 2, 4, 5, 3)
@@ -180,7 +184,13 @@ def column_blocks(X,                # input (n_ex, in_rows, in_cols, in_ch), unp
             loaded = examples.start
         block = windows[:n_block, rows, cols]
         n_pos = block.shape[0] * block.shape[1] * block.shape[2]
-        if few:  # tap-major: rows (n_taps, n_pos) are long and contiguous; BLAS reads the transpose
+        if not columns: yield (examples, rows, cols), block; continue
+        if groups > 1:  # group-major: each group's columns a contiguous (n_pos, n_taps/groups)
+            X_col = buffer[:n_pos * n_taps].reshape(groups, n_pos, n_taps // groups)
+            np.copyto(X_col.reshape(groups, *block.shape[:5], in_ch // groups),
+                      block.reshape(*block.shape[:5], groups, -1).transpose(5, 0, 1, 2, 3, 4, 6))
+            yield (examples, rows, cols), X_col
+        elif few:  # tap-major: rows (n_taps, n_pos) are long and contiguous; BLAS reads it transposed
             X_col = buffer[:n_pos * n_taps].reshape(n_taps, n_pos)
             np.copyto(X_col.reshape(kernel_rows, kernel_cols, in_ch, *block.shape[:3]),
                       block.transpose(3, 4, 5, 0, 1, 2))
@@ -192,18 +202,43 @@ def column_blocks(X,                # input (n_ex, in_rows, in_cols, in_ch), unp
 
 # %% ../nbs/05_engine.ipynb #f435d1f9
 def conv_forward(X,              # input (n_ex, in_rows, in_cols, in_ch)
-                 W,              # kernel (kernel_rows, kernel_cols, in_ch, out_ch)
+                 W,              # kernel (kernel_rows, kernel_cols, in_ch // groups, out_ch)
                  g:ConvGeometry, # their geometry (2-D), already checked
                  dtype=None,     # the result dtype; None: the dtype rule's
                  positions=None, # output positions per block; None: fill COLUMN_BYTES
                 ) -> np.ndarray:
     "The convolution of geometry `g`, as blocked im2col and matrix products; NHWC result."
     dtype = np.dtype(dtype or summing_dtype(X, W))
+    if g.groups > 1 and g.groups == g.in_ch: return depthwise_forward(X, W, g, dtype)
+    groups, group_out = g.groups, g.out_ch // g.groups
     W_col = W.astype(dtype, copy=False).reshape(-1, g.out_ch)
+    if groups > 1:  # (groups, kr*kc*in_ch/groups, out_ch/groups): one matrix per group
+        W_col = np.ascontiguousarray(W_col.reshape(-1, groups, group_out).transpose(1, 0, 2))
     Z = np.empty(g.out_shape, dtype)
     for (examples, rows, cols), X_col in column_blocks(X, g, dtype, positions):
-        block = Z[examples, rows, cols].reshape(len(X_col), g.out_ch)  # a view: block is contiguous
-        np.matmul(X_col, W_col, out=block)
+        block = Z[examples, rows, cols].reshape(-1, g.out_ch)  # a view: blocks are contiguous
+        if groups > 1: block = block.reshape(-1, groups, group_out).transpose(1, 0, 2)
+        np.matmul(X_col, W_col, out=block)  # with groups, one batched product over them
+    return Z
+
+# %% ../nbs/05_engine.ipynb #4bca32a1
+def depthwise_forward(X,              # input (n_ex, in_rows, in_cols, in_ch)
+                      W,              # kernel (kernel_rows, kernel_cols, 1, in_ch * multiplier)
+                      g:ConvGeometry, # geometry with groups == in_ch
+                      dtype=None,     # the result dtype; None: the dtype rule's
+                     ) -> np.ndarray:
+    "A convolution with one input channel per group: the sum of its `kr*kc` scaled windows."
+    dtype = np.dtype(dtype or summing_dtype(X, W))
+    multiplier = g.out_ch // g.in_ch
+    W_taps = W.astype(dtype, copy=False).reshape(*g.kernel, g.in_ch, multiplier)
+    Z = np.empty(g.out_shape, dtype)
+    positions = max(MIN_POSITIONS, COLUMN_BYTES // 4 // (g.out_ch * dtype.itemsize))
+    for (examples, rows, cols), windows in column_blocks(X, g, dtype, positions, columns=False):
+        out = Z[examples, rows, cols].reshape(*windows.shape[:3], g.in_ch, multiplier)
+        term = np.empty_like(out)
+        for t, (i, j) in enumerate(np.ndindex(*g.kernel)):  # windows: (n, rows, cols, kr, kc, ch)
+            np.multiply(windows[:, :, :, i, j, :, None], W_taps[i, j], out=out if t == 0 else term)
+            if t: out += term
     return Z
 
 # %% ../nbs/05_engine.ipynb #01f22888
@@ -213,10 +248,12 @@ def kernel_grad(X,              # the forward input (n_ex, in_rows, in_cols, in_
                 positions=None, # output positions per block; None: fill COLUMN_BYTES
                ) -> np.ndarray:
     "`dW[i, j, c, o]`: every window times the output gradient at its position, summed."
-    dW_T = np.zeros((g.out_ch, math.prod(g.kernel) * g.in_ch), dZ.dtype)
+    groups, group_out = g.groups, g.out_ch // g.groups
+    dW_T = np.zeros((groups, group_out, math.prod(g.kernel) * g.in_ch // groups), dZ.dtype)
     for (examples, rows, cols), X_col in column_blocks(X, g, dZ.dtype, positions):
-        dW_T += dZ[examples, rows, cols].reshape(len(X_col), g.out_ch).T @ X_col
-    return np.ascontiguousarray(dW_T.T).reshape(g.W_shape)
+        dZ_block = dZ[examples, rows, cols].reshape(-1, groups, group_out).transpose(1, 2, 0)
+        dW_T += dZ_block @ (X_col if groups > 1 else X_col[None])  # per group, BLAS's faster way
+    return np.ascontiguousarray(dW_T.transpose(2, 0, 1)).reshape(g.W_shape)
 
 # %% ../nbs/05_engine.ipynb #b45bf017
 def add_taps(acc,          # the accumulator (A0, rows, cols, A3), overwritten
@@ -249,23 +286,24 @@ def _phase_range(phase, full, crop_before, crop_after, stride):
 # %% ../nbs/05_engine.ipynb #0ceb9b24
 def _stepped(first:int, count:int, stride:int) -> slice:
     "`count` indices from `first`, `stride` apart (a single index needs no step, however large)."
-    return slice(first, first + stride * (count - 1) + 1, stride) if count > 1 else \
-        slice(first, first + count)
+    return slice(first, first + stride * count, stride) if count > 1 else slice(first, first + 1)
 
 # %% ../nbs/05_engine.ipynb #b096eaf9
 def _stamps(dZ, taps, kept_rows, kept_cols, buffer):
     "Yield each tap's stamps `dZ @ W[i, j].T` that land in the kept part of its phase, in turn."
     n_ex, out_rows, out_cols, out_ch = dZ.shape
-    for shift_rows, shift_cols, W_T in taps:  # phase row p = shift + output row a
+    for shift_rows, shift_cols, W_T in taps:  # phase row p = shift + output row a; W_T per group
+        groups = len(W_T)
         a0, a1 = max(0, kept_rows[0] - shift_rows), min(out_rows, kept_rows[1] - shift_rows)
         b0, b1 = max(0, kept_cols[0] - shift_cols), min(out_cols, kept_cols[1] - shift_cols)
         if a1 <= a0 or b1 <= b0: continue
-        if 2 * (a1 - a0) * (b1 - b0) >= out_rows * out_cols:  # most of dZ: all of it, in the buffer
-            np.matmul(dZ.reshape(-1, out_ch), W_T, out=buffer)
+        if groups == 1 and 2 * (a1 - a0) * (b1 - b0) >= out_rows * out_cols:  # all of dZ, in place
+            np.matmul(dZ.reshape(-1, out_ch), W_T[0], out=buffer)
             stamp = buffer.reshape(n_ex, out_rows, out_cols, -1)[:, a0:a1, b0:b1]
-        else:  # a small part: only that part
-            piece = np.ascontiguousarray(dZ[:, a0:a1, b0:b1]).reshape(-1, out_ch)
-            stamp = (piece @ W_T).reshape(n_ex, a1 - a0, b1 - b0, W_T.shape[1])
+        else:  # the part that lands, one product per group
+            piece = np.ascontiguousarray(dZ[:, a0:a1, b0:b1]).reshape(-1, groups, out_ch // groups)
+            stamp = np.matmul(piece.transpose(1, 0, 2), W_T).transpose(1, 0, 2)
+            stamp = stamp.reshape(n_ex, a1 - a0, b1 - b0, -1)
         yield shift_rows + a0 - kept_rows[0], shift_cols + b0 - kept_cols[0], stamp
 
 # %% ../nbs/05_engine.ipynb #e905e776
@@ -277,11 +315,14 @@ def _add_stamps(dZ, W, g:ConvGeometry) -> np.ndarray:
     n_ex, out_rows, out_cols, out_ch = g.out_shape
     top, _, left, _ = g.pad
     bottom, right = full_rows - top - in_rows, full_cols - left - in_cols  # < 0: rows never read
+    # each tap's kernels as (groups, out_ch/groups, in_ch/groups): W[i, j].T, group by group
+    per_group = W.reshape(kernel_rows, kernel_cols, -1, g.groups, out_ch // g.groups)
+    per_group = per_group.transpose(0, 1, 3, 4, 2)
     phases = {}  # (row phase, col phase) -> its taps: at most kr*kc phases, whatever the stride
     for i in range(kernel_rows):
         for j in range(kernel_cols):
             phases.setdefault((i * step % stride, j * step % stride), []).append(
-                (i * step // stride, j * step // stride, W[i, j].T))
+                (i * step // stride, j * step // stride, per_group[i, j]))
     covered = len(phases) == stride * stride and min(bottom, right) >= 0
     dX = (np.empty if covered else np.zeros)(g.in_shape, dZ.dtype)
     dZ = np.ascontiguousarray(dZ)
@@ -307,15 +348,17 @@ def _flipped_conv(dZ, W, g:ConvGeometry) -> np.ndarray:
     pads = [e - 1 - crop for e, crop in zip(eff, crops)]
     cut = [max(0, -p) for p in pads]  # crops beyond eff - 1 remove rows of dZ itself
     dZ = dZ[:, cut[0]:dZ.shape[1] - cut[1], cut[2]:dZ.shape[2] - cut[3]]
-    W_flipped = W[::-1, ::-1].transpose(0, 1, 3, 2)
+    kernel_rows, kernel_cols, group_in, out_ch = W.shape  # in and out channels swap, group by group
+    W_flipped = W[::-1, ::-1].reshape(kernel_rows, kernel_cols, group_in, g.groups, -1)
+    W_flipped = W_flipped.transpose(0, 1, 4, 3, 2).reshape(kernel_rows, kernel_cols, -1, g.in_ch)
     pads = tuple(max(0, p) for p in pads)
-    flipped = ConvGeometry.of(dZ.shape, W_flipped.shape, 1, pads, g.dilation)
+    flipped = ConvGeometry.of(dZ.shape, W_flipped.shape, 1, pads, g.dilation, groups=g.groups)
     return conv_forward(dZ, W_flipped, flipped, dZ.dtype)
 
 # %% ../nbs/05_engine.ipynb #cbcef8f8
 CONV_ROUTE_CHANNELS = 8  # at stride 1, adjoints with this many channels run as one flipped conv
 
-# %% ../nbs/05_engine.ipynb #44ec32b3
+# %% ../nbs/05_engine.ipynb #6b4293ff
 def fold_padding(D,              # gradient of the padded input, (n_ex, rows, cols, in_ch)
                  g:ConvGeometry, # the geometry whose pad and pad_mode made the padded input
                 ) -> np.ndarray:

@@ -76,10 +76,10 @@ def pad1D(X, pad, kernel_width=None, stride=None, dilation:int=0, *, mode='const
     widths = ((0, 0), (left, right), (0, 0))
     return np.pad(X, widths, mode=check_mode(mode, 'mode', X.shape, widths)), (left, right)
 
-# %% ../nbs/00_padding.ipynb #ee76a678
+# %% ../nbs/00_padding.ipynb #7c522d37
 PAD_MODES = ('constant', 'reflect', 'symmetric', 'edge', 'wrap')
 
-# %% ../nbs/00_padding.ipynb #b38f19c6
+# %% ../nbs/00_padding.ipynb #cea48677
 def check_mode(mode, name:str, shape=None, widths=None) -> str:
     "Return `mode` if it is one of `PAD_MODES` (and can pad `shape` by `widths`), else raise."
     if not isinstance(mode, str) or mode not in PAD_MODES:
@@ -90,7 +90,7 @@ def check_mode(mode, name:str, shape=None, widths=None) -> str:
                 raise ValueError(f"{name}={mode!r} cannot pad an empty axis: shape {tuple(shape)}")
     return mode
 
-# %% ../nbs/00_padding.ipynb #4bfdc738
+# %% ../nbs/00_padding.ipynb #3b4c2b33
 def mode_index(positions, n:int, mode:str):
     "The input pixel each padded position copies (0 is the first input pixel), or -1 for a zero."
     p = np.asarray(positions)
@@ -393,6 +393,7 @@ class ConvGeometry:
     dilation: int   # zeros between kernel taps
     pad: tuple      # resolved padding: (top, bottom, left, right), or (left, right)
     pad_mode: str = 'constant'  # what the padding holds: one of PAD_MODES
+    groups: int = 1             # channel groups, each convolved with its own kernels
 
     @functools.cached_property
     def out_dims(self) -> tuple:
@@ -411,45 +412,47 @@ class ConvGeometry:
     @property
     def out_shape(self) -> tuple: return (self.n_ex, *self.out_dims, self.out_ch)
     @property
-    def W_shape(self) -> tuple: return (*self.kernel, self.in_ch, self.out_ch)
+    def W_shape(self) -> tuple: return (*self.kernel, self.in_ch // self.groups, self.out_ch)
 
     def as_2D(self):
         "The same convolution in 2-D: a 1-D geometry becomes that of one-row images."
         if len(self.in_dims) == 2: return self
         return ConvGeometry(self.n_ex, (1, *self.in_dims), self.in_ch, (1, *self.kernel),
                             self.out_ch, self.stride, self.dilation, (0, 0, *self.pad),
-                            self.pad_mode)
+                            self.pad_mode, self.groups)
 
     @classmethod
-    def of(cls, X_shape, W_shape, stride, pad, dilation=0, n_dims=None, pad_mode='constant'):
+    def of(cls, X_shape, W_shape, stride, pad, dilation=0, n_dims=None, pad_mode='constant',
+           groups=1):
         "Check a convolution's shapes, stride, dilation and pad; raise if its output is empty."
         pad_mode = check_mode(pad_mode, 'pad_mode')
-        X_shape, W_shape = check_conv_shapes(X_shape, W_shape, n_dims)
+        X_shape, W_shape = check_conv_shapes(X_shape, W_shape, n_dims, groups)
         stride, dilation = check_stride(stride), check_dilation(dilation)
         kernel = W_shape[:-2]
         if len(kernel) == 1: pad = resolve_pad1D(pad, X_shape, kernel[0], stride, dilation)
         else: pad = resolve_pad2D(pad, X_shape, kernel, stride, dilation)
         geometry = cls(X_shape[0], X_shape[1:-1], X_shape[-1], kernel, W_shape[-1],
-                       stride, dilation, pad, pad_mode)
+                       stride, dilation, pad, pad_mode, groups)
         check_out_dims(geometry.out_dims, geometry.in_dims, pad, kernel, stride, dilation)
         check_size(geometry.out_shape, 'convolution output',
                    pad=pad, stride=stride, dilation=dilation)
         return geometry
 
     @classmethod
-    def transposed(cls, X_shape, W_shape, stride, pad, dilation=0):
+    def transposed(cls, X_shape, W_shape, stride, pad, dilation=0, groups=1):
         "The geometry of the convolution whose adjoint is this transposed convolution of `X_shape`."
-        X_shape, W_shape = check_conv_shapes(X_shape, W_shape, 4)
+        X_shape, W_shape = check_conv_shapes(X_shape, W_shape, 4, groups, transposed=True)
         stride, dilation = check_stride(stride), check_dilation(dilation)
         kernel, in_dims = W_shape[:2], X_shape[1:3]
         crops = _transposed_crops(pad, X_shape, kernel, stride, dilation)
         out_dims = tuple(conv_span(n, k, stride, dilation) - crops[2 * i] - crops[2 * i + 1]
                          for i, (n, k) in enumerate(zip(in_dims, kernel)))
         check_out_dims(out_dims, in_dims, crops, kernel, stride, dilation)
-        check_size((X_shape[0], *out_dims, W_shape[3]), 'transposed convolution output',
+        out_ch = W_shape[3] * groups
+        check_size((X_shape[0], *out_dims, out_ch), 'transposed convolution output',
                    pad=pad, stride=stride, dilation=dilation)
-        return cls(X_shape[0], out_dims, W_shape[3], kernel, W_shape[2], stride, dilation,
-                   tuple(max(0, crop) for crop in crops))
+        return cls(X_shape[0], out_dims, out_ch, kernel, W_shape[2], stride, dilation,
+                   tuple(max(0, crop) for crop in crops), groups=groups)
 
 # %% ../nbs/00_padding.ipynb #9abdc840
 def _transposed_crops(pad, X_shape, kernel, stride, dilation) -> tuple:
@@ -545,6 +548,8 @@ _LAYOUTS = {3: ('(n_ex, l_in, in_ch)', '(kernel_width, in_ch, out_ch)',
 def check_conv_shapes(X_shape, # (n_ex, l_in, in_ch) or (n_ex, in_rows, in_cols, in_ch)
                       W_shape, # (kernel_width, in_ch, out_ch) or (kr, kc, in_ch, out_ch)
                       n_dims=None, # 3 or 4 to require one layout, or None to accept both
+                      groups=1,    # channel groups: W has in_ch // groups input channels
+                      transposed:bool=False, # W is a transposed conv's: (kr, kc, in_ch, out_ch/G)
                      ) -> tuple:
     "Check an input and a kernel shape belong together; return both as tuples of ints."
     n_x = len(X_shape) if hasattr(X_shape, '__len__') else None
@@ -554,11 +559,18 @@ def check_conv_shapes(X_shape, # (n_ex, l_in, in_ch) or (n_ex, in_rows, in_cols,
     X_layout, W_layout, from_torch = _LAYOUTS[n_x]
     X_shape = check_shape(X_shape, 'X_shape', X_layout, zero_first=True)
     W_shape = check_shape(W_shape, 'W_shape', W_layout)
-    if W_shape[-2] != X_shape[-1]:
-        raise ValueError(f"W_shape has {W_shape[-2]} input channels but X has {X_shape[-1]}: "
-                         f"X_shape={X_shape}, W_shape={W_shape}. Inputs are {X_layout} and "
-                         f"kernels {W_layout}, channels last; PyTorch's channels-first x and "
-                         f"weight w become {from_torch}")
+    groups = check_int(groups, 'groups', 1)
+    in_ch, out_ch = X_shape[-1], W_shape[-1] * groups if transposed else W_shape[-1]
+    if in_ch % groups or out_ch % groups:
+        raise ValueError(f"groups={groups} must divide the input channels ({in_ch}) and the "
+                         f"output channels ({out_ch})")
+    expected = in_ch if transposed else in_ch // groups
+    if W_shape[-2] != expected:
+        per_group = f" per group ({in_ch} in {groups} groups)" if expected != in_ch else ''
+        raise ValueError(f"W_shape has {W_shape[-2]} input channels but X has {expected}"
+                         f"{per_group}: X_shape={X_shape}, W_shape={W_shape}. Inputs are "
+                         f"{X_layout} and kernels {W_layout}, channels last; PyTorch's "
+                         f"channels-first x and weight w become {from_torch}")
     return X_shape, W_shape
 
 # %% ../nbs/00_padding.ipynb #77c27fc8
@@ -590,14 +602,16 @@ def check_conv(X, W,              # the input and the kernel, arrays or array-li
                n_dims:int=4,      # 4 for 2-D layouts, 3 for 1-D
                transposed:bool=False, # the arguments of a transposed convolution
                pad_mode='constant',   # what the padding holds: one of PAD_MODES
+               groups=1,              # channel groups
               ) -> tuple:
     "Check a convolution's arrays and arguments; return `(X, W, geometry)`."
     X_layout, W_layout, _ = _LAYOUTS[n_dims]
     X = check_array(X, 'X', X_layout, numbers=True)
     W = check_array(W, 'W', W_layout, numbers=True)
     if not transposed:
-        return X, W, ConvGeometry.of(X.shape, W.shape, stride, pad, dilation, n_dims, pad_mode)
+        g = ConvGeometry.of(X.shape, W.shape, stride, pad, dilation, n_dims, pad_mode, groups)
+        return X, W, g
     if check_mode(pad_mode, 'pad_mode') != 'constant':
         raise ValueError(f"pad_mode={pad_mode!r} means nothing to a transposed convolution, whose "
                          f"pad is a crop of its result: leave it 'constant'")
-    return X, W, ConvGeometry.transposed(X.shape, W.shape, stride, pad, dilation)
+    return X, W, ConvGeometry.transposed(X.shape, W.shape, stride, pad, dilation, groups)

@@ -68,7 +68,7 @@ def _forward(numpy_fn, X, W, stride, pad, dilation, **options):
                         chunks=(batch_chunks, *Z_empty.shape[1:]), meta=Z_empty, **options)
 
 # %% ../nbs/08_scaleout.ipynb #d4fa64cb
-def conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant'):
+def conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1):
     """`convutils.conv2D` on a Dask array: a lazy result, one task per chunk of examples.
 
     Parameters
@@ -91,10 +91,11 @@ def conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant'):
         lazy output of shape `(n_ex, out_rows, out_cols, out_ch)`, in `convutils.conv2D`'s dtype,
         chunked like `X` along the examples; argument errors are raised by the call
     """
-    return _forward(convutils.conv2D, X, W, stride, pad, dilation, pad_mode=pad_mode)
+    return _forward(convutils.conv2D, X, W, stride, pad, dilation, pad_mode=pad_mode,
+                    groups=groups)
 
 # %% ../nbs/08_scaleout.ipynb #8ae359b4
-def conv1D(X, W, stride, pad, dilation=0, *, pad_mode='constant'):
+def conv1D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1):
     """`convutils.conv1D` on a Dask array: a lazy result, one task per chunk of examples.
 
     Parameters
@@ -117,10 +118,11 @@ def conv1D(X, W, stride, pad, dilation=0, *, pad_mode='constant'):
         lazy output of shape `(n_ex, l_out, out_ch)`, in `convutils.conv1D`'s dtype, chunked like
         `X` along the examples; argument errors are raised by the call
     """
-    return _forward(convutils.conv1D, X, W, stride, pad, dilation, pad_mode=pad_mode)
+    return _forward(convutils.conv1D, X, W, stride, pad, dilation, pad_mode=pad_mode,
+                    groups=groups)
 
 # %% ../nbs/08_scaleout.ipynb #157cc3e7
-def deconv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant'):
+def deconv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1):
     """`convutils.deconv2D` on a Dask array: a lazy result, one task per chunk of examples.
 
     Parameters
@@ -144,26 +146,27 @@ def deconv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant'):
         lazy output of shape `(n_ex, out_rows, out_cols, out_ch)`, in `convutils.deconv2D`'s dtype,
         chunked like `X` along the examples; argument errors are raised by the call
     """
-    return _forward(convutils.deconv2D, X, W, stride, pad, dilation, pad_mode=pad_mode)
+    return _forward(convutils.deconv2D, X, W, stride, pad, dilation, pad_mode=pad_mode,
+                    groups=groups)
 
 # %% ../nbs/08_scaleout.ipynb #214a8716
 _DW_FAN_IN = 8  # kernel-gradient shares added per task of the tree
 
 # %% ../nbs/08_scaleout.ipynb #ad27705b
-def _block_grads(dZ, X, W, numpy_fn, stride, pad, dilation, input_grad, pad_mode='constant'):
+def _block_grads(dZ, X, W, numpy_fn, stride, pad, dilation, input_grad, options):
     "`(dX, dW)` of one chunk of examples, `dW` with a leading axis of length 1 (a share to add)."
-    dX, dW = numpy_fn(dZ, X, W, stride, pad, dilation, input_grad=input_grad, pad_mode=pad_mode)
+    dX, dW = numpy_fn(dZ, X, W, stride, pad, dilation, input_grad=input_grad, **options)
     return dX, dW[None]
 
 # %% ../nbs/08_scaleout.ipynb #d4adff92
-def _backward(numpy_fn, dZ, X, W, stride, pad, dilation, input_grad, pad_mode='constant'):
+def _backward(numpy_fn, dZ, X, W, stride, pad, dilation, input_grad, **options):
     "Lazy `numpy_fn(dZ, X, W, ...)`: one task per chunk of examples, `dW` added up in a tree."
     dX_empty, dW_zero = _probe(numpy_fn, dict(dZ=dZ, X=X), W, stride, pad, dilation,
-                               input_grad=input_grad, pad_mode=pad_mode)
+                               input_grad=input_grad, **options)
     batch_chunks = next((a.chunks[0] for a in (X, dZ) if isinstance(a, da.Array)), (_shape(X)[0],))
     dZ, X = _batch_chunked(dZ, batch_chunks), _batch_chunked(X, batch_chunks)
     pairs = da.map_blocks(_block_grads, dZ, X, _one_block(W), numpy_fn, stride, pad, dilation,
-                          input_grad, pad_mode,
+                          input_grad, options,
                           chunks=X.chunks, meta=np.empty((0,) * X.ndim, dW_zero.dtype),
                           token=f'{numpy_fn.__name__}-chunks')  # each block is a (dX, dW) pair
     shares = pairs.map_blocks(operator.itemgetter(1), new_axis=X.ndim, token='dW-shares',
@@ -175,7 +178,7 @@ def _backward(numpy_fn, dZ, X, W, stride, pad, dilation, input_grad, pad_mode='c
 
 # %% ../nbs/08_scaleout.ipynb #76c5d597
 def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True,
-                    pad_mode='constant'):
+                    pad_mode='constant', groups=1):
     """`convutils.conv2D_backward` on Dask arrays: lazy `(dX, dW)`, `dW` added up in a tree.
 
     Parameters
@@ -205,11 +208,11 @@ def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True,
         (`dask.compute(dX, dW)`) so that each chunk's backward pass runs once
     """
     return _backward(convutils.conv2D_backward, dZ, X, W, stride, pad, dilation, input_grad,
-                     pad_mode)
+                     pad_mode=pad_mode, groups=groups)
 
 # %% ../nbs/08_scaleout.ipynb #dd961431
 def conv1D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True,
-                    pad_mode='constant'):
+                    pad_mode='constant', groups=1):
     """`convutils.conv1D_backward` on Dask arrays: lazy `(dX, dW)`, `dW` added up in a tree.
 
     Parameters
@@ -237,11 +240,11 @@ def conv1D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True,
         lazy gradient with respect to `W`, of `W`'s shape
     """
     return _backward(convutils.conv1D_backward, dZ, X, W, stride, pad, dilation, input_grad,
-                     pad_mode)
+                     pad_mode=pad_mode, groups=groups)
 
 # %% ../nbs/08_scaleout.ipynb #108fcd19
 def deconv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True,
-                      pad_mode='constant'):
+                      pad_mode='constant', groups=1):
     """`convutils.deconv2D_backward` on Dask arrays: lazy `(dX, dW)`, `dW` added up in a tree.
 
     Parameters
@@ -271,7 +274,7 @@ def deconv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True,
         lazy gradient with respect to `W`, of `W`'s shape
     """
     return _backward(convutils.deconv2D_backward, dZ, X, W, stride, pad, dilation, input_grad,
-                     pad_mode)
+                     pad_mode=pad_mode, groups=groups)
 
 # %% ../nbs/08_scaleout.ipynb #e48f7784
 def _reset_peak_memory():
