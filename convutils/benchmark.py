@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['WORKLOADS', 'DECONV_WORKLOAD', 'MEMORY_WORKLOAD', 'gather_im2col', 'reference_conv2D', 'add_at_col2im',
            'add_at_flat_col2im', 'median_times', 'bench_conv', 'bench_col2im', 'bench_deconv', 'bench_backward',
-           'bench_memory', 'machine_info', 'run_benchmark', 'format_table', 'main']
+           'bench_memory', 'machine_info', 'bench_variants', 'run_benchmark', 'format_table', 'main']
 
 # %% ../nbs/07_benchmark.ipynb #c9ae74ed
 import argparse, json, os, platform, sys, time, tracemalloc
@@ -13,7 +13,7 @@ from functools import partial
 import numpy as np
 from . import (
     pad2D, resolve_pad1D, resolve_pad2D, calc_conv_out_dims, col2im,
-    conv1D, conv2D, deconv2D, deconv2D_naive, conv2D_backward)
+    conv1D, conv2D, deconv2D, deconv2D_naive, conv2D_backward, depthwise_conv2D)
 
 # %% ../nbs/07_benchmark.ipynb #60e269bd
 WORKLOADS = {
@@ -400,6 +400,60 @@ def _load():
     try: return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError): return None
 
+# %% ../nbs/07_benchmark.ipynb #bfa1cbe0
+def bench_variants(dtype, repeats:int=5, n_ex=None, min_seconds:float=0) -> dict:
+    """Time grouped, depthwise and reflect-padded convolutions on workload B's shapes.
+
+    Parameters
+    ----------
+    dtype : str or dtype
+        dtype of the input and the kernels
+    repeats : int
+        timed rounds, at least
+    n_ex : int or None
+        batch size instead of the workload's own
+    min_seconds : float
+        and at least this long in all the rounds together
+
+    Returns
+    -------
+    line : dict
+        `dtype`; times `groups`, `groups_gemm`, `depthwise`, `full`, `reflect`, `zeros` (s); ratios
+        `groups_ratio`, `depthwise_ratio`, `reflect_ratio`; `ok`: the group and reflect targets hold
+    """
+    spec, rng = WORKLOADS['B'], np.random.default_rng(0)
+    X = rng.standard_normal((n_ex or spec['X'][0], *spec['X'][1:])).astype(dtype)
+    kr, kc, in_ch, out_ch = spec['W']
+    W = rng.standard_normal(spec['W']).astype(dtype)
+    W_groups = rng.standard_normal((kr, kc, in_ch // 4, out_ch)).astype(dtype)
+    W_depth = rng.standard_normal((kr, kc, in_ch, 1)).astype(dtype)
+    positions = X.shape[0] * X.shape[1] * X.shape[2]  # stride 1, 'same' size: one per pixel
+    A = rng.standard_normal((4, positions, kr * kc * in_ch // 4)).astype(dtype)
+    B = rng.standard_normal((4, kr * kc * in_ch // 4, out_ch // 4)).astype(dtype)
+    args = (spec['stride'], spec['pad'], spec['dilation'])
+    routes = [lambda: conv2D(X, W_groups, *args, groups=4), lambda: A @ B,
+              lambda: depthwise_conv2D(X, W_depth, *args), lambda: conv2D(X, W, *args),
+              lambda: conv2D(X, W, *args, pad_mode='reflect')]
+    groups, gemm, depth, full, reflect = median_times(routes, repeats, min_seconds)
+    return dict(dtype=np.dtype(dtype).name, groups=groups, groups_gemm=gemm, depthwise=depth,
+                full=full, reflect=reflect, zeros=full, groups_ratio=groups / gemm,
+                depthwise_ratio=depth / full, reflect_ratio=reflect / full,
+                ok=groups / gemm <= 1.3 and reflect / full <= 1.1)
+
+# %% ../nbs/07_benchmark.ipynb #c4e3d447
+def _variants_section(lines:list) -> list:
+    "The lines of the groups, depthwise and reflect section of the table."
+    out = ['groups, depthwise and padding modes, workload B (times in ms)',
+           f"{'dtype':8}{'groups=4':>10}{'its GEMM':>10}{'ratio':>7}{'depthwise':>11}{'full':>8}"
+           f"{'ratio':>7}{'reflect':>9}{'zeros':>8}{'ratio':>7}"]
+    for r in lines:
+        verdict = 'PASS' if r['ok'] else 'FAIL'
+        out.append(f"{r['dtype']:8}{r['groups'] * 1e3:10.2f}{r['groups_gemm'] * 1e3:10.2f}"
+                   f"{r['groups_ratio']:7.2f}{r['depthwise'] * 1e3:11.2f}{r['full'] * 1e3:8.2f}"
+                   f"{r['depthwise_ratio']:7.2f}{r['reflect'] * 1e3:9.2f}{r['zeros'] * 1e3:8.2f}"
+                   f"{r['reflect_ratio']:7.2f}  {verdict}  (targets: groups <= 1.3x, reflect <= 1.1x)")
+    return out
+
 # %% ../nbs/07_benchmark.ipynb #b700000b
 def _lines(repeats, n_ex, min_seconds, dtypes, workloads):
     "Every line of the benchmark, in the order it runs: `(label, results key, measure)` triples."
@@ -411,6 +465,8 @@ def _lines(repeats, n_ex, min_seconds, dtypes, workloads):
                for dtype in dtypes]
             + [(f"conv2D_backward {dtype}", 'backward', partial(bench_backward, dtype, **timing))
                for dtype in dtypes]
+            + [(f"groups, depthwise, reflect {dtype}", 'variants',
+                partial(bench_variants, dtype, **timing)) for dtype in dtypes]
             + [('memory float32', 'memory', partial(bench_memory, n_ex))])
 
 # %% ../nbs/07_benchmark.ipynb #c510e63e
@@ -442,7 +498,7 @@ def run_benchmark(repeats:int=5, n_ex=None, min_seconds:float=1.0, dtypes=('floa
     lines = _lines(repeats, n_ex, min_seconds, dtypes, workloads)
     results = dict(machine=machine_info(), repeats=repeats, min_seconds=min_seconds, n_ex=n_ex,
                    date=time.strftime('%Y-%m-%d %H:%M'), load_before=_load(),
-                   conv=[], deconv=[], backward=[])
+                   conv=[], deconv=[], backward=[], variants=[])
     for number, (label, key, measure) in enumerate(lines, 1):
         if progress: progress(number, len(lines), label)
         line = measure()
@@ -519,7 +575,7 @@ def format_table(results:dict) -> str:
                f"load average {results['load_before']} before, {results['load_after']} after"]
     sections = [heading, _conv_section(results['conv']), _col2im_section(results['col2im']),
                 _deconv_section(results['deconv']), _backward_section(results.get('backward', [])),
-                _memory_section(results['memory'])]
+                _variants_section(results.get('variants', [])), _memory_section(results['memory'])]
     return '\n\n'.join('\n'.join(section) for section in sections)
 
 # %% ../nbs/07_benchmark.ipynb #b7000011

@@ -49,8 +49,8 @@ def conv2D_naive(X, W, stride:int, pad, dilation:int=0, *, pad_mode='constant',
     for a in range(g.out_dims[0]):
         for b in range(g.out_dims[1]):
             window = X_pad[:, a * s:a * s + eff_rows:step, b * s:b * s + eff_cols:step]
-            window = window.reshape(*window.shape[:3], groups, -1)  # (n, kr, kc, G, in/G)
-            Z[:, a, b] = np.einsum('nijgc,ijcgo->ngo', window, W).reshape(len(Z), -1)
+            window = window.reshape(*window.shape[:3], groups, g.in_ch // groups)  # (n,kr,kc,G,in/G)
+            Z[:, a, b] = np.einsum('nijgc,ijcgo->ngo', window, W).reshape(len(Z), g.out_ch)
     return Z
 
 # %% ../nbs/02_convolution.ipynb #2fa97f1c
@@ -86,7 +86,7 @@ def conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1):
     X, W, g = check_conv(X, W, stride, pad, dilation, pad_mode=pad_mode, groups=groups)
     return conv_forward(X, W, g)
 
-# %% ../nbs/02_convolution.ipynb #038ccb12
+# %% ../nbs/02_convolution.ipynb #0c2e20ec
 def depthwise_conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant'):
     """Depthwise 2-D convolution: each input channel filtered by its own `multiplier` kernels.
 
@@ -113,7 +113,7 @@ def depthwise_conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant'):
     """
     return depthwise_as_grouped(conv2D, X, W, stride, pad, dilation, pad_mode=pad_mode)
 
-# %% ../nbs/02_convolution.ipynb #48e357f2
+# %% ../nbs/02_convolution.ipynb #16222e16
 def depthwise_as_grouped(grouped, X, W, *args, **kwargs):
     "`grouped(X, W as (kr, kc, 1, in_ch*multiplier), *args, groups=in_ch)`, after checking `W`."
     X = check_array(X, 'X', '(n_ex, in_rows, in_cols, in_ch)', numbers=True)
@@ -198,10 +198,10 @@ def deconv2D_naive(X, W, stride:int, pad, dilation:int=0, *, pad_mode='constant'
     full = np.zeros((g.n_ex, top + out_rows + bottom, left + out_cols + right, g.in_ch), dtype)
     for a in range(X.shape[1]):
         for b in range(X.shape[2]):  # pixel (a, b) stamps the kernel, scaled, onto its window
-            pixel = X[:, a, b].reshape(len(X), groups, -1)  # (n, G, in/G)
+            pixel = X[:, a, b].reshape(len(X), groups, X.shape[3] // groups)  # (n, G, in/G)
             W_groups = W.reshape(*g.kernel, groups, -1, W.shape[3])  # (kr, kc, G, in/G, out/G)
             stamp = np.einsum('ngc,ijgco->nijgo', pixel, W_groups)
-            stamp = stamp.reshape(*stamp.shape[:3], -1)
+            stamp = stamp.reshape(*stamp.shape[:3], g.in_ch)
             full[:, a * s:a * s + eff_rows:step, b * s:b * s + eff_cols:step] += stamp
     return full[:, top:top + out_rows, left:left + out_cols]
 

@@ -170,26 +170,36 @@ def column_blocks(X,                # input (n_ex, in_rows, in_cols, in_ch), unp
     deltas = copy_deltas((kernel_rows, kernel_cols, in_ch), (row_stride, col_stride),
                          (row_dil + 1, col_dil + 1), used_cols, out_cols, max_positions, few, dtype)
     block_ex = blocks[0][0].stop - blocks[0][0].start
-    X_pad, buffer = workspace((block_ex, used_rows, used_cols, in_ch),
+    # with groups, the padded block is stored group by group, (groups, examples, rows, cols, ...)
+    X_pad, buffer = workspace((groups * block_ex, used_rows, used_cols, in_ch // groups),
                               max_positions * n_taps if columns else 0, dtype, deltas)
     windows = strided_windows(X_pad, g.kernel, g.out_dims, (row_stride, col_stride),
                               (row_dil, col_dil))
-    windows = windows.transpose(0, 1, 2, 4, 5, 3)
+    windows = windows.transpose(0, 1, 2, 4, 5, 3).reshape(groups, block_ex, *windows.shape[1:3],
+                                                           *g.kernel, in_ch // groups)
+    X_pad = X_pad.reshape(groups, block_ex, *X_pad.shape[1:])
     fills = _fills(g, row_src, col_src)
     loaded = None
     for examples, rows, cols in blocks:
         n_block = examples.stop - examples.start
         if examples.start != loaded:  # the zero border is written once; only the interior changes
-            for into, take in fills: X_pad[:n_block][into] = X[examples][take]
+            for into, take in fills:
+                pixels = X[examples][take]  # (..., in_ch), split into the groups, groups first
+                pixels = pixels.reshape(*pixels.shape[:-1], groups, in_ch // groups)
+                X_pad[:, :n_block][(slice(None), *into)] = np.moveaxis(pixels, -2, 0)
             loaded = examples.start
-        block = windows[:n_block, rows, cols]
-        n_pos = block.shape[0] * block.shape[1] * block.shape[2]
-        if not columns: yield (examples, rows, cols), block; continue
+        block = windows[:, :n_block, rows, cols]  # (groups, n, rows, cols, kr, kc, in_ch/groups)
+        n_pos = block.shape[1] * block.shape[2] * block.shape[3]
         if groups > 1:  # group-major: each group's columns a contiguous (n_pos, n_taps/groups)
+            if not columns:  # the windows, with the channels of all groups together again
+                yield (examples, rows, cols), block.transpose(1, 2, 3, 4, 5, 0, 6).reshape(
+                    *block.shape[1:6], in_ch); continue
             X_col = buffer[:n_pos * n_taps].reshape(groups, n_pos, n_taps // groups)
-            np.copyto(X_col.reshape(groups, *block.shape[:5], in_ch // groups),
-                      block.reshape(*block.shape[:5], groups, -1).transpose(5, 0, 1, 2, 3, 4, 6))
+            np.copyto(X_col.reshape(block.shape), block)
             yield (examples, rows, cols), X_col
+            continue
+        block = block[0]
+        if not columns: yield (examples, rows, cols), block
         elif few:  # tap-major: rows (n_taps, n_pos) are long and contiguous; BLAS reads it transposed
             X_col = buffer[:n_pos * n_taps].reshape(n_taps, n_pos)
             np.copyto(X_col.reshape(kernel_rows, kernel_cols, in_ch, *block.shape[:3]),
@@ -221,7 +231,7 @@ def conv_forward(X,              # input (n_ex, in_rows, in_cols, in_ch)
         np.matmul(X_col, W_col, out=block)  # with groups, one batched product over them
     return Z
 
-# %% ../nbs/05_engine.ipynb #4bca32a1
+# %% ../nbs/05_engine.ipynb #f3efd500
 def depthwise_forward(X,              # input (n_ex, in_rows, in_cols, in_ch)
                       W,              # kernel (kernel_rows, kernel_cols, 1, in_ch * multiplier)
                       g:ConvGeometry, # geometry with groups == in_ch
@@ -235,10 +245,12 @@ def depthwise_forward(X,              # input (n_ex, in_rows, in_cols, in_ch)
     positions = max(MIN_POSITIONS, COLUMN_BYTES // 4 // (g.out_ch * dtype.itemsize))
     for (examples, rows, cols), windows in column_blocks(X, g, dtype, positions, columns=False):
         out = Z[examples, rows, cols].reshape(*windows.shape[:3], g.in_ch, multiplier)
-        term = np.empty_like(out)
-        for t, (i, j) in enumerate(np.ndindex(*g.kernel)):  # windows: (n, rows, cols, kr, kc, ch)
-            np.multiply(windows[:, :, :, i, j, :, None], W_taps[i, j], out=out if t == 0 else term)
-            if t: out += term
+        term = np.empty(out.shape[:4], dtype)
+        for m in range(multiplier):  # each product runs along the channels, contiguous in memory
+            for t, (i, j) in enumerate(np.ndindex(*g.kernel)):  # windows: (n, r, c, kr, kc, ch)
+                np.multiply(windows[:, :, :, i, j], W_taps[i, j, :, m], out=term)
+                if t: out[..., m] += term
+                else: out[..., m] = term
     return Z
 
 # %% ../nbs/05_engine.ipynb #01f22888
