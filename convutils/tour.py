@@ -128,14 +128,14 @@ DILATION = 4  # zeros between the taps of the tour's dilated blur
 # %% ../nbs/10_tour.ipynb #8f288d8a
 def _filter(rgb, gray, rng):
     "The bank's responses, the edge magnitude, the dilated and strided blurs, a colour blur."
-    bank = filter_bank()
-    blur, sobel_x, sobel_y = np.moveaxis(conv2D(gray, bank, 1, 'same')[0], -1, 0)
+    bank, mirror = filter_bank(), dict(pad_mode='reflect')  # blurs keep their borders bright
+    blur, sobel_x, sobel_y = np.moveaxis(conv2D(gray, bank, 1, 'same', **mirror)[0], -1, 0)
     per_channel = np.eye(3, dtype=np.float32) * np.full((5, 5, 1, 1), 1 / 25, np.float32)
     return dict(blur=blur, sobel_x=sobel_x, sobel_y=sobel_y, edges=np.hypot(sobel_x, sobel_y),
                 dilation=DILATION,
-                dilated_blur=conv2D(gray, bank[..., :1], 1, 'same', dilation=DILATION)[0, ..., 0],
-                strided_blur=conv2D(gray, bank[..., :1], 2, 1)[0, ..., 0],
-                rgb_blur=conv2D(rgb, per_channel, 1, 'same')[0])
+                dilated_blur=conv2D(gray, bank[..., :1], 1, 'same', DILATION, **mirror)[0, ..., 0],
+                strided_blur=conv2D(gray, bank[..., :1], 2, 1, **mirror)[0, ..., 0],
+                rgb_blur=conv2D(rgb, per_channel, 1, 'same', **mirror)[0])
 
 # %% ../nbs/10_tour.ipynb #ff8ca3a1
 def _upsample(rgb, gray, rng):
