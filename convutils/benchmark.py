@@ -400,7 +400,7 @@ def _load():
     try: return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError): return None
 
-# %% ../nbs/07_benchmark.ipynb #bfa1cbe0
+# %% ../nbs/07_benchmark.ipynb #8e1f9ebd
 def bench_variants(dtype, repeats:int=5, n_ex=None, min_seconds:float=0) -> dict:
     """Time grouped, depthwise and reflect-padded convolutions on workload B's shapes.
 
@@ -440,7 +440,7 @@ def bench_variants(dtype, repeats:int=5, n_ex=None, min_seconds:float=0) -> dict
                 depthwise_ratio=depth / full, reflect_ratio=reflect / full,
                 ok=groups / gemm <= 1.3 and reflect / full <= 1.1)
 
-# %% ../nbs/07_benchmark.ipynb #c4e3d447
+# %% ../nbs/07_benchmark.ipynb #38377984
 def _variants_section(lines:list) -> list:
     "The lines of the groups, depthwise and reflect section of the table."
     out = ['groups, depthwise and padding modes, workload B (times in ms)',
@@ -451,7 +451,8 @@ def _variants_section(lines:list) -> list:
         out.append(f"{r['dtype']:8}{r['groups'] * 1e3:10.2f}{r['groups_gemm'] * 1e3:10.2f}"
                    f"{r['groups_ratio']:7.2f}{r['depthwise'] * 1e3:11.2f}{r['full'] * 1e3:8.2f}"
                    f"{r['depthwise_ratio']:7.2f}{r['reflect'] * 1e3:9.2f}{r['zeros'] * 1e3:8.2f}"
-                   f"{r['reflect_ratio']:7.2f}  {verdict}  (targets: groups <= 1.3x, reflect <= 1.1x)")
+                   f"{r['reflect_ratio']:7.2f}  {verdict}  (targets: groups <= 1.3x, "
+                   "reflect <= 1.1x)")
     return out
 
 # %% ../nbs/07_benchmark.ipynb #b700000b

@@ -49,7 +49,8 @@ def conv2D_naive(X, W, stride:int, pad, dilation:int=0, *, pad_mode='constant',
     for a in range(g.out_dims[0]):
         for b in range(g.out_dims[1]):
             window = X_pad[:, a * s:a * s + eff_rows:step, b * s:b * s + eff_cols:step]
-            window = window.reshape(*window.shape[:3], groups, g.in_ch // groups)  # (n,kr,kc,G,in/G)
+            # (n, kr, kc, G, in/G): the window's channels by group
+            window = window.reshape(*window.shape[:3], groups, g.in_ch // groups)
             Z[:, a, b] = np.einsum('nijgc,ijcgo->ngo', window, W).reshape(len(Z), g.out_ch)
     return Z
 

@@ -200,7 +200,7 @@ def column_blocks(X,                # input (n_ex, in_rows, in_cols, in_ch), unp
             continue
         block = block[0]
         if not columns: yield (examples, rows, cols), block
-        elif few:  # tap-major: rows (n_taps, n_pos) are long and contiguous; BLAS reads it transposed
+        elif few:  # tap-major: rows (n_taps, n_pos), long and contiguous; BLAS reads it transposed
             X_col = buffer[:n_pos * n_taps].reshape(n_taps, n_pos)
             np.copyto(X_col.reshape(kernel_rows, kernel_cols, in_ch, *block.shape[:3]),
                       block.transpose(3, 4, 5, 0, 1, 2))
