@@ -74,7 +74,7 @@ def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True, pad_m
     dZ = _check_dZ(dZ, g.out_shape, 'conv2D', X.shape, W.shape)
     return _conv2D_grads(dZ, X, W, g, input_grad)
 
-# %% ../nbs/06_backward.ipynb #fc145a19
+# %% ../nbs/06_backward.ipynb #e9769372
 def depthwise_conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True,
                               pad_mode='constant'):
     """Gradients `(dX, dW)` of `depthwise_conv2D(X, W, stride, pad, dilation)`, given `dZ`.

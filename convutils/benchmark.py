@@ -206,11 +206,11 @@ def _conv_case(spec, dtype, n_ex=None, seed=0):
     B = W.reshape(n_taps, -1).copy()
     if X.ndim == 3:  # 1-D: the reference ran conv2D on a height-1 image
         left, right = resolve_pad1D(pad, X.shape, W.shape[0], stride, dilation)
-        conv = lambda: conv1D(X, W, stride, pad, dilation)
+        conv = lambda: conv1D(X, W, stride, pad, dilation, method='gemm')
         reference = lambda: reference_conv2D(X[:, None], W[None], stride, (0, 0, left, right),
                                              dilation)
     else:
-        conv = lambda: conv2D(X, W, stride, pad, dilation)
+        conv = lambda: conv2D(X, W, stride, pad, dilation, method='gemm')
         reference = lambda: reference_conv2D(X, W, stride, pad, dilation)
     return conv, (lambda: A @ B), reference, (A.shape, B.shape)
 

@@ -9,6 +9,7 @@ __all__ = ['conv2D_naive', 'conv2D', 'depthwise_conv2D', 'conv1D', 'deconv2D_nai
 import numpy as np
 from .padding import check_array, check_conv, effective_kernel, pad2D, summing_dtype
 from .engine import accepts_dask, conv_adjoint, conv_forward
+from .winograd import choose_method, winograd_conv, winograd_conv1D, winograd_supported
 
 # %% ../nbs/02_convolution.ipynb #02361b91
 def conv2D_naive(X, W, stride:int, pad, dilation:int=0, *, pad_mode='constant',
@@ -54,9 +55,27 @@ def conv2D_naive(X, W, stride:int, pad, dilation:int=0, *, pad_mode='constant',
             Z[:, a, b] = np.einsum('nijgc,ijcgo->ngo', window, W).reshape(len(Z), g.out_ch)
     return Z
 
+# %% ../nbs/02_convolution.ipynb #a0bee38a
+def _by_method(method, X, W, g, winograd):
+    "The convolution of geometry `g` by the route `method` names: 'auto', 'gemm' or 'winograd'."
+    if method not in ('auto', 'gemm', 'winograd'):
+        raise ValueError(f"method must be 'auto', 'gemm' or 'winograd', got {method!r}")
+    dtype = summing_dtype(X, W)
+    route = 'gemm' if method == 'gemm' else choose_method(g, dtype)
+    if method == 'winograd':
+        if not winograd_supported(g):
+            raise ValueError(f"method='winograd' needs a 3-tap kernel at stride 1, zero padding, "
+                             f"one group and a dilation of at most 3; got kernel {g.kernel}, stride "
+                             f"{g.stride}, pad_mode {g.pad_mode!r}, groups {g.groups}, "
+                             f"dilation {g.dilation}")
+        route = 'winograd2' if route == 'winograd2' else 'winograd4'
+    if route != 'gemm': return winograd(X, W, g, dtype, m=int(route[-1]))
+    if len(g.in_dims) == 1: return conv_forward(X[:, None], W[None], g.as_2D(), dtype)[:, 0]
+    return conv_forward(X, W, g, dtype)
+
 # %% ../nbs/02_convolution.ipynb #2fa97f1c
 @accepts_dask
-def conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1):
+def conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1, method='auto'):
     """2-D cross-correlation of an NHWC batch with a bank of kernels, at the speed of one GEMM.
 
     Parameters
@@ -78,6 +97,9 @@ def conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1):
     groups : int
         channel groups (>= 1, dividing in_ch and out_ch): group `g` convolves input channels
         `[g*in_ch/groups, (g+1)*in_ch/groups)` into its share of the output channels
+    method : str
+        `'auto'` (the faster route for the shapes and dtype), `'gemm'` (im2col and the matrix
+        product, the most accurate) or `'winograd'` (3×3 kernels at stride 1 only)
 
     Returns
     -------
@@ -85,7 +107,7 @@ def conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1):
         `(n_ex, out_rows, out_cols, out_ch)`, float32 for float32 inputs, float64 for integers
     """
     X, W, g = check_conv(X, W, stride, pad, dilation, pad_mode=pad_mode, groups=groups)
-    return conv_forward(X, W, g)
+    return _by_method(method, X, W, g, winograd_conv)
 
 # %% ../nbs/02_convolution.ipynb #0c2e20ec
 def depthwise_conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant'):
@@ -128,7 +150,7 @@ def depthwise_as_grouped(grouped, X, W, *args, **kwargs):
 
 # %% ../nbs/02_convolution.ipynb #238fb1f5
 @accepts_dask
-def conv1D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1):
+def conv1D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1, method='auto'):
     """1-D cross-correlation of a batch of sequences with a bank of kernels.
 
     Parameters
@@ -150,6 +172,9 @@ def conv1D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1):
     groups : int
         channel groups (>= 1, dividing in_ch and out_ch): group `g` convolves input channels
         `[g*in_ch/groups, (g+1)*in_ch/groups)` into its share of the output channels
+    method : str
+        `'auto'` (the faster route for the shapes and dtype), `'gemm'` (im2col and the matrix
+        product, the most accurate) or `'winograd'` (3×3 kernels at stride 1 only)
 
     Returns
     -------
@@ -158,7 +183,7 @@ def conv1D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1):
     """
     X, W, g = check_conv(X, W, stride, pad, dilation, n_dims=3, pad_mode=pad_mode,
                          groups=groups)
-    return conv_forward(X[:, None], W[None], g.as_2D())[:, 0]
+    return _by_method(method, X, W, g, winograd_conv1D)
 
 # %% ../nbs/02_convolution.ipynb #7aa71258
 def deconv2D_naive(X, W, stride:int, pad, dilation:int=0, *, pad_mode='constant',

@@ -68,7 +68,8 @@ def _forward(numpy_fn, X, W, stride, pad, dilation, **options):
                         chunks=(batch_chunks, *Z_empty.shape[1:]), meta=Z_empty, **options)
 
 # %% ../nbs/08_scaleout.ipynb #d4fa64cb
-def conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1):
+def conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1,
+           method='auto'):
     """`convutils.conv2D` on a Dask array: a lazy result, one task per chunk of examples.
 
     Parameters
@@ -92,10 +93,11 @@ def conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1):
         chunked like `X` along the examples; argument errors are raised by the call
     """
     return _forward(convutils.conv2D, X, W, stride, pad, dilation, pad_mode=pad_mode,
-                    groups=groups)
+                    groups=groups, method=method)
 
 # %% ../nbs/08_scaleout.ipynb #8ae359b4
-def conv1D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1):
+def conv1D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1,
+           method='auto'):
     """`convutils.conv1D` on a Dask array: a lazy result, one task per chunk of examples.
 
     Parameters
@@ -119,7 +121,7 @@ def conv1D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1):
         `X` along the examples; argument errors are raised by the call
     """
     return _forward(convutils.conv1D, X, W, stride, pad, dilation, pad_mode=pad_mode,
-                    groups=groups)
+                    groups=groups, method=method)
 
 # %% ../nbs/08_scaleout.ipynb #157cc3e7
 def deconv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1):
