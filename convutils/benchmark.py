@@ -338,7 +338,7 @@ def bench_backward(dtype, repeats:int=5, n_ex=None, min_seconds:float=0) -> dict
     W = rng.standard_normal(spec['W']).astype(dtype)
     args = (spec['stride'], spec['pad'], spec['dilation'])
     dZ = rng.standard_normal(calc_conv_out_dims(X.shape, W.shape, *args)).astype(dtype)
-    routes = [lambda: conv2D(X, W, *args), lambda: conv2D_backward(dZ, X, W, *args)]
+    routes = [lambda: conv2D(X, W, *args, method='gemm'), lambda: conv2D_backward(dZ, X, W, *args)]
     t_forward, t_backward = median_times(routes, repeats, min_seconds)
     ratio = t_backward / t_forward
     return dict(dtype=np.dtype(dtype).name, forward=t_forward, backward=t_backward, ratio=ratio,
@@ -432,8 +432,9 @@ def bench_variants(dtype, repeats:int=5, n_ex=None, min_seconds:float=0) -> dict
     B = rng.standard_normal((4, kr * kc * in_ch // 4, out_ch // 4)).astype(dtype)
     args = (spec['stride'], spec['pad'], spec['dilation'])
     routes = [lambda: conv2D(X, W_groups, *args, groups=4), lambda: A @ B,
-              lambda: depthwise_conv2D(X, W_depth, *args), lambda: conv2D(X, W, *args),
-              lambda: conv2D(X, W, *args, pad_mode='reflect')]
+              lambda: depthwise_conv2D(X, W_depth, *args),
+              lambda: conv2D(X, W, *args, method='gemm'),
+              lambda: conv2D(X, W, *args, method='gemm', pad_mode='reflect')]
     groups, gemm, depth, full, reflect = median_times(routes, repeats, min_seconds)
     return dict(dtype=np.dtype(dtype).name, groups=groups, groups_gemm=gemm, depthwise=depth,
                 full=full, reflect=reflect, zeros=full, groups_ratio=groups / gemm,

@@ -329,7 +329,7 @@ def _add_stamps(dZ, W, g:ConvGeometry) -> np.ndarray:
     bottom, right = full_rows - top - in_rows, full_cols - left - in_cols  # < 0: rows never read
     # each tap's kernels as (groups, out_ch/groups, in_ch/groups): W[i, j].T, group by group
     per_group = W.reshape(kernel_rows, kernel_cols, -1, g.groups, out_ch // g.groups)
-    per_group = per_group.transpose(0, 1, 3, 4, 2)
+    per_group = np.ascontiguousarray(per_group.transpose(0, 1, 3, 4, 2))  # BLAS reads it as is
     phases = {}  # (row phase, col phase) -> its taps: at most kr*kc phases, whatever the stride
     for i in range(kernel_rows):
         for j in range(kernel_cols):
