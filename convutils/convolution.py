@@ -55,7 +55,7 @@ def conv2D_naive(X, W, stride:int, pad, dilation:int=0, *, pad_mode='constant',
             Z[:, a, b] = np.einsum('nijgc,ijcgo->ngo', window, W).reshape(len(Z), g.out_ch)
     return Z
 
-# %% ../nbs/02_convolution.ipynb #a0bee38a
+# %% ../nbs/02_convolution.ipynb #b3f6ed39
 def _by_method(method, X, W, g, winograd):
     "The convolution of geometry `g` by the route `method` names: 'auto', 'gemm' or 'winograd'."
     if method not in ('auto', 'gemm', 'winograd'):

@@ -73,7 +73,7 @@ def winograd_matrices(m:int, r:int=3, points:tuple=None) -> tuple:
     as_array = lambda M: np.array([[float(v) for v in row] for row in M])
     return as_array(A_T), as_array(G), as_array(B_T)
 
-# %% ../nbs/05a_winograd.ipynb #53a9633a
+# %% ../nbs/05a_winograd.ipynb #744fd27f
 WINOGRAD_MAX_DILATION = 3  # a dilation d splits the input into (d+1)**2 phases; measured up to 3
 
 # %% ../nbs/05a_winograd.ipynb #e7b9fb86
