@@ -65,8 +65,8 @@ def _by_method(method, X, W, g, winograd):
     if method == 'winograd':
         if not winograd_supported(g):
             raise ValueError(f"method='winograd' needs a 3-tap kernel at stride 1, zero padding, "
-                             f"one group and a dilation of at most 3; got kernel {g.kernel}, stride "
-                             f"{g.stride}, pad_mode {g.pad_mode!r}, groups {g.groups}, "
+                             f"one group and a dilation of at most 3; got kernel {g.kernel}, "
+                             f"stride {g.stride}, pad_mode {g.pad_mode!r}, groups {g.groups}, "
                              f"dilation {g.dilation}")
         route = 'winograd2' if route == 'winograd2' else 'winograd4'
     if route != 'gemm': return winograd(X, W, g, dtype, m=int(route[-1]))
@@ -139,11 +139,11 @@ def depthwise_conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant'):
 # %% ../nbs/02_convolution.ipynb #16222e16
 def depthwise_as_grouped(grouped, X, W, *args, **kwargs):
     "`grouped(X, W as (kr, kc, 1, in_ch*multiplier), *args, groups=in_ch)`, after checking `W`."
-    X = check_array(X, 'X', '(n_ex, in_rows, in_cols, in_ch)', numbers=True)
     W = check_array(W, 'W', '(kernel_rows, kernel_cols, in_ch, multiplier)', numbers=True)
     kernel_rows, kernel_cols, in_ch, multiplier = W.shape
-    if X.shape[-1] != in_ch:
-        raise ValueError(f"W has {in_ch} input channels but X has {X.shape[-1]}: a depthwise "
+    X_shape = np.shape(X)  # X itself is checked by `grouped`; a Dask array stays as it is
+    if len(X_shape) == 4 and X_shape[-1] != in_ch:
+        raise ValueError(f"W has {in_ch} input channels but X has {X_shape[-1]}: a depthwise "
                          f"kernel is (kernel_rows, kernel_cols, in_ch, multiplier), got {W.shape}")
     W = W.reshape(kernel_rows, kernel_cols, 1, in_ch * multiplier)
     return grouped(X, W, *args, groups=in_ch, **kwargs)

@@ -203,3 +203,21 @@ def test_import_does_not_import_dask():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == '[]'
+
+
+def test_depthwise_and_grouped_options_pass_through_dask():
+    "Depthwise convolutions, groups and padding modes keep a Dask array lazy and equal NumPy's."
+    import convutils as cu
+    rng = np.random.default_rng(3)
+    X, W = rng.standard_normal((6, 7, 7, 4)), rng.standard_normal((3, 3, 4, 2))
+    X_lazy = da.from_array(X, chunks=(2, 7, 7, 4))
+    Z = cu.depthwise_conv2D(X_lazy, W, 1, 'same', pad_mode='reflect')
+    assert isinstance(Z, da.Array)
+    np.testing.assert_allclose(Z.compute(), cu.depthwise_conv2D(X, W, 1, 'same', pad_mode='reflect'))
+    dZ = np.ones(Z.shape)
+    dX, dW = cu.depthwise_conv2D_backward(da.from_array(dZ, chunks=(2, 7, 7, 8)), X_lazy, W, 1, 'same')
+    expected = cu.depthwise_conv2D_backward(dZ, X, W, 1, 'same')
+    np.testing.assert_allclose(dX.compute(), expected[0]); np.testing.assert_allclose(dW.compute(), expected[1])
+    W_g = rng.standard_normal((3, 3, 2, 6))
+    np.testing.assert_allclose(cu.conv2D(X_lazy, W_g, 2, 1, groups=2, pad_mode='wrap').compute(),
+                               cu.conv2D(X, W_g, 2, 1, groups=2, pad_mode='wrap'))
