@@ -8,7 +8,7 @@ __all__ = ['WORKLOADS', 'DECONV_WORKLOAD', 'MEMORY_WORKLOAD', 'gather_im2col', '
            'bench_memory', 'machine_info', 'bench_variants', 'run_benchmark', 'format_table', 'main']
 
 # %% ../nbs/07_benchmark.ipynb #c9ae74ed
-import argparse, json, os, platform, sys, time, tracemalloc
+import argparse, importlib.util, json, os, platform, subprocess, sys, time, tracemalloc
 from functools import partial
 import numpy as np
 from . import (
@@ -400,6 +400,27 @@ def _load():
     try: return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError): return None
 
+# %% ../nbs/07_benchmark.ipynb #a7cf86b7
+_TORCH_DEPTHWISE = """
+import sys, time, numpy as np, torch
+torch.set_num_threads(2)
+n, h, w, c, dtype = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+x = torch.randn(n, c, h, w, dtype=getattr(torch, dtype)); k = torch.randn(c, 1, 3, 3, dtype=x.dtype)
+times = []
+for _ in range(12):
+    start = time.perf_counter(); torch.nn.functional.conv2d(x, k, padding=1, groups=c)
+    times.append(time.perf_counter() - start)
+print(float(np.median(times[2:])))
+"""
+
+def _torch_depthwise(X_shape, dtype):
+    "PyTorch's depthwise 3x3 time (s) on these shapes, in a process of its own; None without torch."
+    if importlib.util.find_spec('torch') is None: return None
+    n, h, w, c = X_shape
+    run = subprocess.run([sys.executable, '-c', _TORCH_DEPTHWISE, *map(str, (n, h, w, c)),
+                          np.dtype(dtype).name], capture_output=True, text=True)
+    return float(run.stdout) if run.returncode == 0 else None
+
 # %% ../nbs/07_benchmark.ipynb #8e1f9ebd
 def bench_variants(dtype, repeats:int=5, n_ex=None, min_seconds:float=0) -> dict:
     """Time grouped, depthwise and reflect-padded convolutions on workload B's shapes.
@@ -418,7 +439,8 @@ def bench_variants(dtype, repeats:int=5, n_ex=None, min_seconds:float=0) -> dict
     Returns
     -------
     line : dict
-        `dtype`; times `groups`, `groups_gemm`, `depthwise`, `full`, `reflect`, `zeros` (s); ratios
+        `dtype`; times `groups`, `groups_gemm`, `depthwise`, `full`, `reflect`, `zeros` and
+        `torch_depthwise` (PyTorch's `groups=in_ch`, None without PyTorch) (s); ratios
         `groups_ratio`, `depthwise_ratio`, `reflect_ratio`; `ok`: the group and reflect targets hold
     """
     spec, rng = WORKLOADS['B'], np.random.default_rng(0)
@@ -436,7 +458,9 @@ def bench_variants(dtype, repeats:int=5, n_ex=None, min_seconds:float=0) -> dict
               lambda: conv2D(X, W, *args, method='gemm'),
               lambda: conv2D(X, W, *args, method='gemm', pad_mode='reflect')]
     groups, gemm, depth, full, reflect = median_times(routes, repeats, min_seconds)
+    torch_depth = _torch_depthwise(X.shape, dtype)  # its threads never share a process with ours
     return dict(dtype=np.dtype(dtype).name, groups=groups, groups_gemm=gemm, depthwise=depth,
+                torch_depthwise=torch_depth,
                 full=full, reflect=reflect, zeros=full, groups_ratio=groups / gemm,
                 depthwise_ratio=depth / full, reflect_ratio=reflect / full,
                 ok=groups / gemm <= 1.3 and reflect / full <= 1.1)
@@ -454,6 +478,9 @@ def _variants_section(lines:list) -> list:
                    f"{r['depthwise_ratio']:7.2f}{r['reflect'] * 1e3:9.2f}{r['zeros'] * 1e3:8.2f}"
                    f"{r['reflect_ratio']:7.2f}  {verdict}  (targets: groups <= 1.3x, "
                    "reflect <= 1.1x)")
+        if r.get('torch_depthwise'):
+            out.append(f"{'':8}depthwise in PyTorch (groups={WORKLOADS['B']['X'][3]}), own process: "
+                       f"{r['torch_depthwise'] * 1e3:.2f} ms")
     return out
 
 # %% ../nbs/07_benchmark.ipynb #b700000b
