@@ -400,7 +400,7 @@ def _load():
     try: return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError): return None
 
-# %% ../nbs/07_benchmark.ipynb #a7cf86b7
+# %% ../nbs/07_benchmark.ipynb #61009b6a
 _TORCH_DEPTHWISE = """
 import sys, time, numpy as np, torch
 torch.set_num_threads(2)
