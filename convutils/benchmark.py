@@ -404,7 +404,8 @@ def _load():
 _TORCH_DEPTHWISE = """
 import sys, time, numpy as np, torch
 torch.set_num_threads(2)
-n, h, w, c, dtype = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+n, h, w, c = map(int, sys.argv[1:5])
+dtype = sys.argv[5]
 x = torch.randn(n, c, h, w, dtype=getattr(torch, dtype)); k = torch.randn(c, 1, 3, 3, dtype=x.dtype)
 times = []
 for _ in range(12):
@@ -479,7 +480,8 @@ def _variants_section(lines:list) -> list:
                    f"{r['reflect_ratio']:7.2f}  {verdict}  (targets: groups <= 1.3x, "
                    "reflect <= 1.1x)")
         if r.get('torch_depthwise'):
-            out.append(f"{'':8}depthwise in PyTorch (groups={WORKLOADS['B']['X'][3]}), own process: "
+            channels = WORKLOADS['B']['X'][3]
+            out.append(f"{'':8}depthwise in PyTorch (groups={channels}), own process: "
                        f"{r['torch_depthwise'] * 1e3:.2f} ms")
     return out
 

@@ -66,12 +66,12 @@ def im2col(X, W_shape, pad, stride:int, dilation:int=0, *, pad_mode='constant') 
     """
     X = check_array(X, 'X', '(n_ex, in_rows, in_cols, in_ch)')
     g = ConvGeometry.of(X.shape, W_shape, stride, pad, dilation, n_dims=4, pad_mode=pad_mode)
-    (n_ex, in_rows, in_cols, in_ch), (top, bottom, left, right) = X.shape, g.pad
+    top, bottom, left, right = g.pad
     # channels first and examples last, so that the big copy below reads nearly in order
     X_pad = np.pad(X.transpose(3, 1, 2, 0), ((0, 0), (top, bottom), (left, right), (0, 0)),
                    mode=g.pad_mode)
     windows = strided_windows(X_pad, g.kernel, g.out_dims, g.stride, g.dilation)
-    n_rows = in_ch * g.kernel[0] * g.kernel[1]
+    n_rows = g.in_ch * g.kernel[0] * g.kernel[1]
     X_col = windows.transpose(0, 4, 5, 1, 2, 3).reshape(n_rows, -1)
     # a reshape that needed no copy is still a read-only view of the padded copy: copy it
     return (X_col if X_col.flags.owndata else X_col.copy()), g.pad
