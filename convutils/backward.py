@@ -6,11 +6,12 @@
 __all__ = ['conv2D_backward', 'depthwise_conv2D_backward', 'conv1D_backward', 'deconv2D_backward']
 
 # %% ../nbs/06_backward.ipynb #3469a84a
+import dataclasses
 from functools import partial
 import numpy as np
 from .padding import check_array, check_conv, check_flag, summing_dtype
 from .engine import accepts_dask, conv_adjoint, conv_forward, kernel_grad
-from .convolution import depthwise_as_grouped
+from .convolution import conv_by_method, depthwise_as_grouped, pick_route
 
 # %% ../nbs/06_backward.ipynb #d01ad1a2
 def _check_dZ(dZ,               # the gradient of the loss with respect to the forward output
@@ -26,18 +27,37 @@ def _check_dZ(dZ,               # the gradient of the loss with respect to the f
                          f"got {dZ.shape}")
     return dZ
 
+# %% ../nbs/06_backward.ipynb #94f02f64
+def _one_row(forward):
+    "A route `forward(X, W, g, dtype)` of 1-D convolutions, as one of one-row 2-D convolutions."
+    def on_one_row(X, W, g, dtype):
+        g_1D = dataclasses.replace(g, in_dims=g.in_dims[1:], kernel=g.kernel[1:], pad=g.pad[2:])
+        return forward(X[:, 0], W[0], g_1D, dtype)[:, None]
+    return on_one_row
+
+# %% ../nbs/06_backward.ipynb #d94cc988
+def _input_grad_route(method, # 'auto', 'gemm' or 'winograd', as conv2D's
+                      g,      # the forward geometry, 1-D or 2-D
+                      dtype,  # the dtype of the gradient
+                     ):
+    "The route of `dX`'s flipped convolution, for `conv_adjoint`; None: the engine's own."
+    # any pad mode: the adjoint runs over the padded input, whose own padding is zeros
+    if pick_route(method, dataclasses.replace(g, pad_mode='constant'), dtype) == 'gemm': return None
+    route = partial(conv_by_method, method)
+    return route if len(g.in_dims) == 2 else _one_row(route)
+
 # %% ../nbs/06_backward.ipynb #f3ddc390
-def _conv2D_grads(dZ, X, W, g, input_grad=True):
-    "`(dX, dW)` of the 2-D convolution of geometry `g`; `dX` is None unless `input_grad`."
+def _conv2D_grads(dZ, X, W, g, input_grad=True, forward=None):
+    "`(dX, dW)` of the 2-D convolution `g`, `dX` by the route `forward` (None unless `input_grad`)."
     dtype = summing_dtype(dZ, X, W)
     dZ, W = dZ.astype(dtype, copy=False), W.astype(dtype, copy=False)
-    dX = conv_adjoint(dZ, W, g) if input_grad else None
+    dX = conv_adjoint(dZ, W, g, forward) if input_grad else None
     return dX, kernel_grad(X, dZ, g)
 
 # %% ../nbs/06_backward.ipynb #8bcfa3e9
 @accepts_dask
 def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True, pad_mode='constant',
-                    groups=1):
+                    groups=1, method='auto'):
     """Gradients `(dX, dW)` of `conv2D(X, W, stride, pad, dilation)` from its output gradient `dZ`.
 
     Parameters
@@ -61,6 +81,10 @@ def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True, pad_m
         `'wrap'`, as in `np.pad`
     groups : int
         the forward channel groups
+    method : str
+        the route of `dX`, a convolution at stride 1: `'auto'` (the faster route for the shapes
+        and dtype), `'gemm'` (the matrix product, the most accurate) or `'winograd'` (3×3 kernels
+        at stride 1 only), as in `conv2D`; `dW` is a matrix product whatever the method
 
     Returns
     -------
@@ -72,7 +96,8 @@ def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True, pad_m
     input_grad = check_flag(input_grad, 'input_grad')
     X, W, g = check_conv(X, W, stride, pad, dilation, pad_mode=pad_mode, groups=groups)
     dZ = _check_dZ(dZ, g.out_shape, 'conv2D', X.shape, W.shape)
-    return _conv2D_grads(dZ, X, W, g, input_grad)
+    forward = _input_grad_route(method, g, summing_dtype(dZ, X, W))
+    return _conv2D_grads(dZ, X, W, g, input_grad, forward)
 
 # %% ../nbs/06_backward.ipynb #e9769372
 def depthwise_conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True,
@@ -113,7 +138,7 @@ def depthwise_conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=T
 # %% ../nbs/06_backward.ipynb #77eb65e9
 @accepts_dask
 def conv1D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True, pad_mode='constant',
-                    groups=1):
+                    groups=1, method='auto'):
     """Gradients `(dX, dW)` of `conv1D(X, W, stride, pad, dilation)` from its output gradient `dZ`.
 
     Parameters
@@ -137,6 +162,10 @@ def conv1D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True, pad_m
         `'wrap'`, as in `np.pad`
     groups : int
         the forward channel groups
+    method : str
+        the route of `dX`, a convolution at stride 1: `'auto'` (the faster route, as `conv1D`'s),
+        `'gemm'` (the matrix product, the most accurate) or `'winograd'` (width-3 kernels at
+        stride 1 only)
 
     Returns
     -------
@@ -149,7 +178,8 @@ def conv1D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True, pad_m
     X, W, g = check_conv(X, W, stride, pad, dilation, n_dims=3, pad_mode=pad_mode,
                          groups=groups)
     dZ = _check_dZ(dZ, g.out_shape, 'conv1D', X.shape, W.shape)
-    dX, dW = _conv2D_grads(dZ[:, None], X[:, None], W[None], g.as_2D(), input_grad)
+    forward = _input_grad_route(method, g, summing_dtype(dZ, X, W))
+    dX, dW = _conv2D_grads(dZ[:, None], X[:, None], W[None], g.as_2D(), input_grad, forward)
     return (dX[:, 0] if input_grad else None), dW[0]
 
 # %% ../nbs/06_backward.ipynb #b8b4ff69

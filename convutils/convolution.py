@@ -7,7 +7,8 @@ __all__ = ['conv2D_naive', 'conv2D', 'depthwise_conv2D', 'conv1D', 'deconv2D_nai
 
 # %% ../nbs/02_convolution.ipynb #36ce36e2
 import numpy as np
-from .padding import check_array, check_conv, effective_kernel, pad2D, summing_dtype
+from .padding import (
+    ConvGeometry, check_array, check_conv, effective_kernel, pad2D, summing_dtype)
 from .engine import accepts_dask, conv_adjoint, conv_forward
 from .winograd import choose_method, winograd_conv, winograd_conv1D, winograd_supported
 
@@ -55,12 +56,14 @@ def conv2D_naive(X, W, stride:int, pad, dilation:int=0, *, pad_mode='constant',
             Z[:, a, b] = np.einsum('nijgc,ijcgo->ngo', window, W).reshape(len(Z), g.out_ch)
     return Z
 
-# %% ../nbs/02_convolution.ipynb #b3f6ed39
-def _by_method(method, X, W, g, winograd):
-    "The convolution of geometry `g` by the route `method` names: 'auto', 'gemm' or 'winograd'."
+# %% ../nbs/02_convolution.ipynb #e276c4dc
+def pick_route(method:str,     # 'auto', 'gemm' or 'winograd'
+               g:ConvGeometry, # the convolution's checked geometry, 1-D or 2-D
+               dtype,          # the dtype it computes in
+              ) -> str:
+    "The route `method` names for `g`: 'gemm', 'winograd2' or 'winograd4', else a `ValueError`."
     if method not in ('auto', 'gemm', 'winograd'):
         raise ValueError(f"method must be 'auto', 'gemm' or 'winograd', got {method!r}")
-    dtype = summing_dtype(X, W)
     route = 'gemm' if method == 'gemm' else choose_method(g, dtype)
     if method == 'winograd':
         if not winograd_supported(g):
@@ -69,8 +72,20 @@ def _by_method(method, X, W, g, winograd):
                              f"stride {g.stride}, pad_mode {g.pad_mode!r}, groups {g.groups}, "
                              f"dilation {g.dilation}")
         route = 'winograd2' if route == 'winograd2' else 'winograd4'
-    if route != 'gemm': return winograd(X, W, g, dtype, m=int(route[-1]))
-    if len(g.in_dims) == 1: return conv_forward(X[:, None], W[None], g.as_2D(), dtype)[:, 0]
+    return route
+
+# %% ../nbs/02_convolution.ipynb #0d40b227
+def conv_by_method(method:str,     # 'auto', 'gemm' or 'winograd'
+                   X, W,           # input and kernel (1-D: without the row axis)
+                   g:ConvGeometry, # their checked geometry, 1-D or 2-D
+                   dtype=None,     # the result dtype; None: the dtype rule's
+                  ) -> np.ndarray:
+    "The convolution of geometry `g` by the route `method` names, from `conv_forward`'s arguments."
+    dtype = np.dtype(summing_dtype(X, W) if dtype is None else dtype)
+    route, one_D = pick_route(method, g, dtype), len(g.in_dims) == 1
+    if route != 'gemm':
+        return (winograd_conv1D if one_D else winograd_conv)(X, W, g, dtype, m=int(route[-1]))
+    if one_D: return conv_forward(X[:, None], W[None], g.as_2D(), dtype)[:, 0]
     return conv_forward(X, W, g, dtype)
 
 # %% ../nbs/02_convolution.ipynb #2fa97f1c
@@ -107,7 +122,7 @@ def conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1, meth
         `(n_ex, out_rows, out_cols, out_ch)`, float32 for float32 inputs, float64 for integers
     """
     X, W, g = check_conv(X, W, stride, pad, dilation, pad_mode=pad_mode, groups=groups)
-    return _by_method(method, X, W, g, winograd_conv)
+    return conv_by_method(method, X, W, g)
 
 # %% ../nbs/02_convolution.ipynb #0c2e20ec
 def depthwise_conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant'):
@@ -183,7 +198,7 @@ def conv1D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1, meth
     """
     X, W, g = check_conv(X, W, stride, pad, dilation, n_dims=3, pad_mode=pad_mode,
                          groups=groups)
-    return _by_method(method, X, W, g, winograd_conv1D)
+    return conv_by_method(method, X, W, g)
 
 # %% ../nbs/02_convolution.ipynb #7aa71258
 def deconv2D_naive(X, W, stride:int, pad, dilation:int=0, *, pad_mode='constant',

@@ -351,7 +351,7 @@ def _add_stamps(dZ, W, g:ConvGeometry) -> np.ndarray:
     return dX
 
 # %% ../nbs/05_engine.ipynb #5e057bc2
-def _flipped_conv(dZ, W, g:ConvGeometry) -> np.ndarray:
+def _flipped_conv(dZ, W, g:ConvGeometry, forward) -> np.ndarray:
     "The stride-1 adjoint as one convolution of `dZ` with the flipped kernel, padded `eff-1-crop`."
     (span_rows, span_cols), (in_rows, in_cols) = g.span, g.in_dims
     top, _, left, _ = g.pad
@@ -365,7 +365,7 @@ def _flipped_conv(dZ, W, g:ConvGeometry) -> np.ndarray:
     W_flipped = W_flipped.transpose(0, 1, 4, 3, 2).reshape(kernel_rows, kernel_cols, -1, g.in_ch)
     pads = tuple(max(0, p) for p in pads)
     flipped = ConvGeometry.of(dZ.shape, W_flipped.shape, 1, pads, g.dilation, groups=g.groups)
-    return conv_forward(dZ, W_flipped, flipped, dZ.dtype)
+    return forward(dZ, W_flipped, flipped, dZ.dtype)
 
 # %% ../nbs/05_engine.ipynb #cbcef8f8
 CONV_ROUTE_CHANNELS = 8  # at stride 1, adjoints with this many channels run as one flipped conv
@@ -389,20 +389,23 @@ def fold_padding(D,              # gradient of the padded input, (n_ex, rows, co
 def conv_adjoint(dZ,             # (n_ex, out_rows, out_cols, out_ch): g.out_shape, result dtype
                  W,              # the convolution's kernel (kr, kc, in_ch, out_ch)
                  g:ConvGeometry, # the convolution's geometry (2-D)
+                 forward=None,   # route of the flipped conv, `(X, W, g, dtype)`; None: conv_forward
                 ) -> np.ndarray:
     "The adjoint of `g`'s convolution applied to `dZ`: its input gradient, or a transposed conv."
     if g.pad_mode != 'constant':  # the adjoint over the padded input, then the padding's adjoint
         padded = [before + n + after
                   for n, before, after in zip(g.in_dims, g.pad[::2], g.pad[1::2])]
         inner = dataclasses.replace(g, in_dims=tuple(padded), pad=(0, 0, 0, 0), pad_mode='constant')
-        return fold_padding(conv_adjoint(dZ, W, inner), g)
+        return fold_padding(conv_adjoint(dZ, W, inner, forward), g)
     (in_rows, in_cols), (span_rows, span_cols) = g.in_dims, g.span
     top, _, left, _ = g.pad
     # the input rows and columns that some window reads
     reach = (min(in_rows, span_rows - top), min(in_cols, span_cols - left))
     if g.n_ex == 0 or min(reach) < 1: return np.zeros(g.in_shape, dZ.dtype)
-    if g.stride == 1 and g.in_ch >= CONV_ROUTE_CHANNELS and reach == g.in_dims:
-        return _flipped_conv(dZ, W, g)
+    # conv_forward beats the stamps from CONV_ROUTE_CHANNELS on; a route passed in is always taken
+    flipped = forward is not None or g.in_ch >= CONV_ROUTE_CHANNELS
+    if g.stride == 1 and flipped and reach == g.in_dims:
+        return _flipped_conv(dZ, W, g, forward or conv_forward)
     return _add_stamps(dZ, W, g)
 
 # %% ../nbs/05_engine.ipynb #8c05ee5d

@@ -180,7 +180,7 @@ def _backward(numpy_fn, dZ, X, W, stride, pad, dilation, input_grad, **options):
 
 # %% ../nbs/08_scaleout.ipynb #76c5d597
 def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True,
-                    pad_mode='constant', groups=1):
+                    pad_mode='constant', groups=1, method='auto'):
     """`convutils.conv2D_backward` on Dask arrays: lazy `(dX, dW)`, `dW` added up in a tree.
 
     Parameters
@@ -200,6 +200,8 @@ def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True,
         the forward dilation
     input_grad : bool
         compute `dX`; with False, `dX` is None
+    method : str
+        the route of `dX`, as in `convutils.conv2D_backward`: 'auto', 'gemm' or 'winograd'
 
     Returns
     -------
@@ -210,11 +212,11 @@ def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True,
         (`dask.compute(dX, dW)`) so that each chunk's backward pass runs once
     """
     return _backward(convutils.conv2D_backward, dZ, X, W, stride, pad, dilation, input_grad,
-                     pad_mode=pad_mode, groups=groups)
+                     pad_mode=pad_mode, groups=groups, method=method)
 
 # %% ../nbs/08_scaleout.ipynb #dd961431
 def conv1D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True,
-                    pad_mode='constant', groups=1):
+                    pad_mode='constant', groups=1, method='auto'):
     """`convutils.conv1D_backward` on Dask arrays: lazy `(dX, dW)`, `dW` added up in a tree.
 
     Parameters
@@ -233,6 +235,8 @@ def conv1D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True,
         the forward dilation
     input_grad : bool
         compute `dX`; with False, `dX` is None
+    method : str
+        the route of `dX`, as in `convutils.conv1D_backward`: 'auto', 'gemm' or 'winograd'
 
     Returns
     -------
@@ -242,7 +246,7 @@ def conv1D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True,
         lazy gradient with respect to `W`, of `W`'s shape
     """
     return _backward(convutils.conv1D_backward, dZ, X, W, stride, pad, dilation, input_grad,
-                     pad_mode=pad_mode, groups=groups)
+                     pad_mode=pad_mode, groups=groups, method=method)
 
 # %% ../nbs/08_scaleout.ipynb #108fcd19
 def deconv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True,

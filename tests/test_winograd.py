@@ -6,7 +6,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from convutils import winograd
+from convutils import conv1D_backward, conv2D, conv2D_backward, winograd
 from convutils.engine import conv_forward
 from convutils.padding import check_conv
 from convutils.winograd import choose_method, winograd_conv, winograd_conv1D
@@ -81,3 +81,109 @@ def test_auto_never_picks_unsupported():
         assert choose_method(g, np.float32) == 'gemm'
         with pytest.raises(ValueError, match=f'stride {stride}, kernel \\({k}, {k}\\)'):
             winograd_conv(np.zeros(g.in_shape), np.zeros(g.W_shape), g)
+
+
+# The input gradient: at stride 1 it is a convolution of dZ with the flipped kernel, and
+# conv2D_backward / conv1D_backward run it by the route `method` names.
+METHODS = ('gemm', 'winograd', 'auto')
+
+
+def backward_by_method(backward, dZ, X, W, *args, **kwargs):
+    return {m: backward(dZ, X, W, *args, method=m, **kwargs) for m in METHODS}
+
+
+@pytest.mark.parametrize('seed', range(6))
+def test_input_grad_matches_gemm_route(seed):
+    "dX by the Winograd route is the matrix product's; 'auto' takes it from 64 channels; dW is one."
+    rng = np.random.default_rng(300 + seed)
+    for trial in range(10):
+        n_ex, rows, cols = (int(v) for v in rng.integers([1, 1, 1], [5, 36, 36]))
+        C, O = int(rng.choice([3, 16, 64, 65, 96])), int(rng.choice([1, 8, 64, 70]))
+        dilation, dtype = int(rng.integers(0, 4)), (np.float32, np.float64)[trial % 2]
+        pad = [1, 'same', 'valid', (0, 3, 2, 1), (2, 0), 4, (5, 3, 0, 6)][trial % 7]
+        mode = 'reflect' if trial % 3 == 2 else 'constant'
+        X = rng.standard_normal((n_ex, rows, cols, C)).astype(dtype)
+        W = rng.standard_normal((3, 3, C, O)).astype(dtype)
+        try: g = check_conv(X, W, 1, pad, dilation, pad_mode=mode)[2]
+        except ValueError: continue
+        dZ = rng.standard_normal(g.out_shape).astype(dtype)
+        grads = backward_by_method(conv2D_backward, dZ, X, W, 1, pad, dilation, pad_mode=mode)
+        dX_gemm, dW_gemm = grads['gemm']
+        assert grads['winograd'][0].dtype == dX_gemm.dtype == dtype
+        assert relative_error(grads['winograd'][0], dX_gemm) < TOLERANCE[dtype], (g, mode)
+        auto = 'winograd' if min(C, O) >= 64 else 'gemm'
+        np.testing.assert_array_equal(grads['auto'][0], grads[auto][0])
+        for m in METHODS: np.testing.assert_array_equal(grads[m][1], dW_gemm)
+
+
+@pytest.mark.parametrize('seed', range(2))
+def test_input_grad_1D_matches_gemm_route(seed):
+    "In 1-D, 'winograd' runs F(m, 3) on the flipped convolution; 'auto' keeps the matrix product."
+    rng = np.random.default_rng(400 + seed)
+    for trial in range(10):
+        n_ex, length = int(rng.integers(1, 5)), int(rng.integers(1, 200))
+        C, O = int(rng.choice([1, 16, 64])), int(rng.choice([1, 32, 64]))
+        dilation, dtype = int(rng.integers(0, 4)), (np.float32, np.float64)[trial % 2]
+        pad = ['same', 'causal', 'valid', 5, (0, 4)][trial % 5]
+        X = rng.standard_normal((n_ex, length, C)).astype(dtype)
+        W = rng.standard_normal((3, C, O)).astype(dtype)
+        try: g = check_conv(X, W, 1, pad, dilation, n_dims=3)[2]
+        except ValueError: continue
+        dZ = rng.standard_normal(g.out_shape).astype(dtype)
+        grads = backward_by_method(conv1D_backward, dZ, X, W, 1, pad, dilation)
+        assert relative_error(grads['winograd'][0], grads['gemm'][0]) < TOLERANCE[dtype], g
+        np.testing.assert_array_equal(grads['auto'][0], grads['gemm'][0])
+        for m in METHODS: np.testing.assert_array_equal(grads[m][1], grads['gemm'][1])
+
+
+def test_input_grad_chooses_tiles_for_its_own_channels():
+    "The flipped convolution sums over the forward output channels: beyond 512 in float32, F(2×2)."
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((2, 6, 7, 64)).astype(np.float32)
+    W = (rng.standard_normal((3, 3, 64, 520)) / 30).astype(np.float32)
+    dZ = rng.standard_normal((2, 6, 7, 520)).astype(np.float32)
+    g = check_conv(X, W, 1, 1)[2]
+    assert choose_method(g, np.float32) == 'winograd4'  # the forward pass sums over 64 channels
+    flipped = check_conv(dZ, W.transpose(0, 1, 3, 2), 1, 1)[2]
+    assert choose_method(flipped, np.float32) == 'winograd2'  # its input gradient over 520
+    grads = backward_by_method(conv2D_backward, dZ, X, W, 1, 1)
+    assert relative_error(grads['auto'][0], grads['gemm'][0]) < 2e-6  # F(2×2): as the product
+    np.testing.assert_array_equal(grads['auto'][0], grads['winograd'][0])
+
+
+@pytest.mark.parametrize('seed', range(3))
+def test_input_grad_adjoint_identity(seed):
+    "<conv2D(X, W), dZ> = <X, dX> with dX by the Winograd route, in float64."
+    rng = np.random.default_rng(500 + seed)
+    for trial in range(4):
+        C, O = (int(v) for v in rng.integers(1, 80, 2))
+        X = rng.standard_normal((int(rng.integers(1, 4)), *rng.integers(1, 20, 2), C))
+        W = rng.standard_normal((3, 3, C, O))
+        pad, dilation = int(rng.integers(0, 6)), int(rng.integers(0, 4))
+        try: Z = conv2D(X, W, 1, pad, dilation, method='gemm')
+        except ValueError: continue
+        dZ = rng.standard_normal(Z.shape)
+        dX = conv2D_backward(dZ, X, W, 1, pad, dilation, method='winograd')[0]
+        assert np.isclose(np.sum(X * dX), np.sum(Z * dZ), rtol=1e-10, atol=1e-9)
+
+
+def test_input_grad_unsupported_geometries():
+    "'winograd' raises where the route cannot run, naming the geometry; 'auto' is then the product."
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((2, 12, 12, 64)).astype(np.float32)
+    cases = [(3, 2, 0, 1, 'stride 2'), (5, 1, 0, 1, r'\(5, 5\)'), (3, 1, 4, 1, 'dilation 4'),
+             (3, 1, 0, 2, 'groups 2')]
+    for k, stride, dilation, groups, match in cases:
+        W = rng.standard_normal((k, k, 64 // groups, 64)).astype(np.float32)
+        Z = conv2D(X, W, stride, 1, dilation, groups=groups)
+        dZ = rng.standard_normal(Z.shape).astype(np.float32)
+        auto, gemm = (conv2D_backward(dZ, X, W, stride, 1, dilation, groups=groups, method=m)
+                      for m in ('auto', 'gemm'))
+        for a, b in zip(auto, gemm): np.testing.assert_array_equal(a, b)
+        with pytest.raises(ValueError, match=f"method='winograd' needs .*{match}"):
+            conv2D_backward(dZ, X, W, stride, 1, dilation, groups=groups, method='winograd')
+    with pytest.raises(ValueError, match="method must be 'auto', 'gemm' or 'winograd', got 'bog"):
+        conv2D_backward(dZ, X, W, stride, 1, dilation, groups=groups, method='bogus')
+    with pytest.raises(ValueError, match=r"method='winograd' needs .*\(5,\)"):
+        conv1D_backward(np.ones((1, 8, 2)), np.ones((1, 8, 2)), np.ones((5, 2, 2)), 1, 'same',
+                        method='winograd')
