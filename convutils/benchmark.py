@@ -812,7 +812,7 @@ def format_table(results:dict) -> str:
     processes = results.get('processes', 0)
     where = (f"in each of {processes} fresh processes" if processes > 1 else
              "in a fresh process" if processes else "in this one process")
-    heading = [f"convutils benchmark, {results['date']}", results['machine'],
+    heading = ["convutils benchmark", results['machine'],
                f"each line: at least {results['repeats']} interleaved rounds and "
                f"{results.get('min_seconds', 0):g} s {where}{override}",
                f"load average {results['load_before']} before, {results['load_after']} after",

@@ -35,7 +35,7 @@ def test_bench_help_is_the_benchmarks_help():
 def test_bench_takes_the_benchmarks_options():
     result = run('-m', 'convutils', 'bench', *TINY)
     assert result.returncode == 0, result
-    assert result.stdout.startswith('convutils benchmark, '), result
+    assert result.stdout.startswith('convutils benchmark\n'), result
     assert '[1/10] conv A float32' in result.stderr.splitlines(), result.stderr
     result = run('-m', 'convutils', 'bench', *TINY, '--quiet')
     assert (result.returncode, result.stderr) == (0, ''), result
