@@ -9,9 +9,10 @@ __all__ = ['conv2D_backward', 'depthwise_conv2D_backward', 'conv1D_backward', 'd
 import dataclasses
 from functools import partial
 import numpy as np
-from .padding import check_array, check_conv, check_flag, summing_dtype
+from .padding import check_array, check_conv, check_flag, pad2D, summing_dtype
 from .engine import accepts_dask, conv_adjoint, conv_forward, kernel_grad
 from .convolution import conv_by_method, depthwise_as_grouped, pick_route
+from .winograd import winograd_kernel_grad
 
 # %% ../nbs/06_backward.ipynb #d01ad1a2
 def _check_dZ(dZ,               # the gradient of the loss with respect to the forward output
@@ -36,23 +37,39 @@ def _one_row(forward):
     return on_one_row
 
 # %% ../nbs/06_backward.ipynb #d94cc988
+def _backward_route(method, # 'auto', 'gemm' or 'winograd', as conv2D's
+                    g,      # the forward geometry, 1-D or 2-D
+                    dtype,  # the dtype of the gradients
+                   ) -> str:
+    "The route of both gradients of `g`: 'gemm', 'winograd2' or 'winograd4', as `pick_route`."
+    # any pad mode: the adjoint runs over the padded input, whose own padding is zeros
+    return pick_route(method, dataclasses.replace(g, pad_mode='constant'), dtype)
+
 def _input_grad_route(method, # 'auto', 'gemm' or 'winograd', as conv2D's
                       g,      # the forward geometry, 1-D or 2-D
                       dtype,  # the dtype of the gradient
                      ):
     "The route of `dX`'s flipped convolution, for `conv_adjoint`; None: the engine's own."
-    # any pad mode: the adjoint runs over the padded input, whose own padding is zeros
-    if pick_route(method, dataclasses.replace(g, pad_mode='constant'), dtype) == 'gemm': return None
+    if _backward_route(method, g, dtype) == 'gemm': return None
     route = partial(conv_by_method, method)
     return route if len(g.in_dims) == 2 else _one_row(route)
 
+# %% ../nbs/06_backward.ipynb #6bbcd251
+def _kernel_grad(X, dZ, g, route:str) -> np.ndarray:
+    "`dW` of the 2-D convolution `g` by `route`: the engine's `kernel_grad`, or F(3×3, m×m) tiles."
+    if route == 'gemm': return kernel_grad(X, dZ, g)
+    if g.pad_mode != 'constant':  # the route pads with zeros: pad explicitly, and then not at all
+        X = pad2D(X, g.pad, mode=g.pad_mode)[0]
+        g = dataclasses.replace(g, in_dims=X.shape[1:3], pad=(0, 0, 0, 0), pad_mode='constant')
+    return winograd_kernel_grad(X, dZ, g, dZ.dtype, m=int(route[-1]))
+
 # %% ../nbs/06_backward.ipynb #f3ddc390
-def _conv2D_grads(dZ, X, W, g, input_grad=True, forward=None):
-    "`(dX, dW)` of the 2-D convolution `g`, `dX` by the route `forward` (None unless `input_grad`)."
+def _conv2D_grads(dZ, X, W, g, input_grad=True, forward=None, route='gemm'):
+    "`(dX, dW)` of the 2-D convolution `g`; `dX` by `forward` (if `input_grad`), `dW` by `route`."
     dtype = summing_dtype(dZ, X, W)
     dZ, W = dZ.astype(dtype, copy=False), W.astype(dtype, copy=False)
     dX = conv_adjoint(dZ, W, g, forward) if input_grad else None
-    return dX, kernel_grad(X, dZ, g)
+    return dX, _kernel_grad(X, dZ, g, route)
 
 # %% ../nbs/06_backward.ipynb #8bcfa3e9
 @accepts_dask
@@ -82,9 +99,9 @@ def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True, pad_m
     groups : int
         the forward channel groups
     method : str
-        the route of `dX`, a convolution at stride 1: `'auto'` (the faster route for the shapes
-        and dtype), `'gemm'` (the matrix product, the most accurate) or `'winograd'` (3×3 kernels
-        at stride 1 only), as in `conv2D`; `dW` is a matrix product whatever the method
+        the route of both gradients: `'auto'` (the faster route for the shapes and dtype),
+        `'gemm'` (matrix products, the most accurate) or `'winograd'` (3×3 kernels at stride 1
+        only), as in `conv2D`; where `dX` takes the Winograd route, `dW` takes it too
 
     Returns
     -------
@@ -96,8 +113,9 @@ def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True, pad_m
     input_grad = check_flag(input_grad, 'input_grad')
     X, W, g = check_conv(X, W, stride, pad, dilation, pad_mode=pad_mode, groups=groups)
     dZ = _check_dZ(dZ, g.out_shape, 'conv2D', X.shape, W.shape)
-    forward = _input_grad_route(method, g, summing_dtype(dZ, X, W))
-    return _conv2D_grads(dZ, X, W, g, input_grad, forward)
+    dtype = summing_dtype(dZ, X, W)
+    forward, route = _input_grad_route(method, g, dtype), _backward_route(method, g, dtype)
+    return _conv2D_grads(dZ, X, W, g, input_grad, forward, route)
 
 # %% ../nbs/06_backward.ipynb #e9769372
 def depthwise_conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True,
@@ -163,9 +181,9 @@ def conv1D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True, pad_m
     groups : int
         the forward channel groups
     method : str
-        the route of `dX`, a convolution at stride 1: `'auto'` (the faster route, as `conv1D`'s),
-        `'gemm'` (the matrix product, the most accurate) or `'winograd'` (width-3 kernels at
-        stride 1 only)
+        the route of both gradients: `'auto'` (the faster route, as `conv1D`'s), `'gemm'` (matrix
+        products, the most accurate) or `'winograd'` (width-3 kernels at stride 1 only); where
+        `dX` takes the Winograd route, `dW` takes it too
 
     Returns
     -------
@@ -178,8 +196,10 @@ def conv1D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True, pad_m
     X, W, g = check_conv(X, W, stride, pad, dilation, n_dims=3, pad_mode=pad_mode,
                          groups=groups)
     dZ = _check_dZ(dZ, g.out_shape, 'conv1D', X.shape, W.shape)
-    forward = _input_grad_route(method, g, summing_dtype(dZ, X, W))
-    dX, dW = _conv2D_grads(dZ[:, None], X[:, None], W[None], g.as_2D(), input_grad, forward)
+    dtype = summing_dtype(dZ, X, W)
+    forward, route = _input_grad_route(method, g, dtype), _backward_route(method, g, dtype)
+    dX, dW = _conv2D_grads(dZ[:, None], X[:, None], W[None], g.as_2D(), input_grad, forward,
+                           route)
     return (dX[:, 0] if input_grad else None), dW[0]
 
 # %% ../nbs/06_backward.ipynb #b8b4ff69

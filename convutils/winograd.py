@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['WINOGRAD_MAX_DILATION', 'WINOGRAD_BLOCK_VALUES', 'WINOGRAD_MIN_CHANNELS', 'WINOGRAD4_FLOAT32_MAX_CHANNELS',
            'toom_cook_points', 'winograd_matrices', 'winograd_supported', 'winograd_conv', 'winograd_conv1D',
-           'choose_method']
+           'winograd_kernel_grad', 'choose_method']
 
 # %% ../nbs/05a_winograd.ipynb #e9a1692c
-import functools, math, time
+import dataclasses, functools, math, time
 from fractions import Fraction
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -137,44 +137,52 @@ def _lap(timings, stage, start):
     if timings is not None: timings[stage] = timings.get(stage, 0.) + now - start
     return now
 
-def _winograd(X, W, g:ConvGeometry, dtype, m:int, timings=None) -> np.ndarray:
-    "F(m×m, 3×3) on a 2-D geometry; a kernel of one row (a 1-D convolution) leaves rows untiled."
-    dtype = np.dtype(dtype or summing_dtype(X, W))
-    work = np.result_type(dtype, np.float32)  # half precision is summed in float32
-    Z = np.empty(g.out_shape, work)
-    if g.n_ex == 0: return Z.astype(dtype, copy=False)
-    C, O, (out_rows, out_cols) = g.in_ch, g.out_ch, g.out_dims
-    (in_rows, in_cols), (top, _, left, _) = g.in_dims, g.pad
-    tiled = g.kernel[0] == 3
-    s_r, s_c = (g.dilation + 1 if tiled else 1), g.dilation + 1  # phases per axis
-    m_r, m_c, n_r, n_c = (m if tiled else 1), m, (m + 2 if tiled else 1), m + 2
-    A_r, G_r, B_r = winograd_matrices(m) if tiled else [np.ones((1, 1))] * 3
-    A_c, G_c, B_c = winograd_matrices(m)
-    W_wide = W.astype(np.result_type(W, np.float64)).reshape(len(G_r[0]), -1)  # (kr, 3·C·O)
-    U = np.matmul(G_c, np.matmul(G_r, W_wide).reshape(n_r, 3, C * O))  # G w Gᵀ of each pair
-    U = U.astype(work).reshape(n_r * n_c, C, O)
-    B_TT, A_TT = np.kron(B_r, B_c).astype(work), np.kron(A_r, A_c).astype(work)
+# %% ../nbs/05a_winograd.ipynb #b75d3208
+def _tile_shape(g:ConvGeometry, m:int) -> tuple:
+    "Phases `s`, outputs per tile `m` and patch size `n`, each per axis `(rows, cols)`."
+    tiled = g.kernel[0] == 3  # a kernel of one row (a 1-D convolution) leaves the rows untiled
+    s_r, s_c = (g.dilation + 1 if tiled else 1), g.dilation + 1
+    return (s_r, s_c), ((m if tiled else 1), m), ((m + 2 if tiled else 1), m + 2)
+
+def _axis_matrices(g:ConvGeometry, m:int, r:int) -> tuple:
+    "`(A_T, G, B_T)` of F(m, r) for the rows (ones where they are untiled), then the columns."
+    by_cols = winograd_matrices(m, r)
+    return (by_cols if g.kernel[0] == 3 else [np.ones((1, 1))] * 3), by_cols
+
+def _tile_blocks(g:ConvGeometry, s, m, n, channels:int) -> list:
+    "Blocks `(examples, tile rows, tile cols)` of about `WINOGRAD_BLOCK_VALUES` transformed values."
+    (s_r, s_c), (m_r, m_c), (n_r, n_c), (out_rows, out_cols) = s, m, n, g.out_dims
     tile_rows, tile_cols = -(-(-(-out_rows // s_r)) // m_r), -(-(-(-out_cols // s_c)) // m_c)
-    tile_values = s_r * s_c * n_r * n_c * max(C, O)  # of all the phases of one tile position
+    tile_values = s_r * s_c * n_r * n_c * channels  # of all the phases of one tile position
     per_block = max(1, WINOGRAD_BLOCK_VALUES // tile_values)
-    blocks = output_blocks(g.n_ex, tile_rows, tile_cols, per_block)
-    ex, tr, tc = blocks[0]  # the largest block sizes the buffers
-    T = (ex.stop - ex.start) * s_r * s_c * (tr.stop - tr.start) * (tc.stop - tc.start)
+    return output_blocks(g.n_ex, tile_rows, tile_cols, per_block)
+
+def _block_tiles(block, s) -> int:
+    "Tiles `T` of a block: examples × phases × tile rows × tile cols."
+    return s[0] * s[1] * math.prod(axis.stop - axis.start for axis in block)
+
+def _buffers(size:int, count:int, dtype) -> list:
+    "`count` buffers of `size` values, each half a page past the page boundary after the last."
+    # copies between them then do not stall on 4K aliasing (see the engine)
+    shift = (-size % (4096 // dtype.itemsize)) + 2048 // dtype.itemsize
+    flat = np.empty(count * (size + shift), dtype)
+    return [flat[k * (size + shift):k * (size + shift) + size] for k in range(count)]
+
+# %% ../nbs/05a_winograd.ipynb #702e660f
+def _input_transforms(X, g:ConvGeometry, s, m, n, B_TT, blocks, buffers, work, timings=None):
+    "Yield `(block, V)` per block, `V = Bᵀ·patch·B` of its tiles `(n_r·n_c, T, C)`: steps 1 to 3."
+    (s_r, s_c), (m_r, m_c), (n_r, n_c) = s, m, n
+    (in_rows, in_cols), (top, _, left, _), C = g.in_dims, g.pad, g.in_ch
+    ex, tr, tc = blocks[0]  # the largest block sizes the padded input
     pad_rows = s_r * ((tr.stop - tr.start) * m_r + n_r - m_r)
     pad_cols = s_c * ((tc.stop - tc.start) * m_c + n_c - m_c)
     X_pad = np.zeros((ex.stop - ex.start, pad_rows, pad_cols, C), work)
-    # two buffers, each used twice: D then M, V then Y (fewer pages touched, more cache hits),
-    # the second half a page further than the first ends: copies between them then do not stall
-    # on 4K aliasing (see the engine)
-    size = n_r * n_c * T * max(C, O)
-    shift = (-size % (4096 // work.itemsize)) + 2048 // work.itemsize
-    flat = np.empty(2 * size + shift, work)
-    buffers = flat[:size], flat[size + shift:]
     placed = (0, 0)  # the band whose zero border X_pad holds
-    for ex, tr, tc in blocks:
+    for block in blocks:
+        ex, tr, tc = block
         start = time.perf_counter()
         nb, tb, ub = ex.stop - ex.start, tr.stop - tr.start, tc.stop - tc.start
-        T = nb * s_r * s_c * tb * ub
+        T = _block_tiles(block, s)
         row0, col0 = s_r * tr.start * m_r - top, s_c * tc.start * m_c - left  # X's indices
         rows = slice(max(0, row0), max(0, min(in_rows, row0 + pad_rows)))
         cols = slice(max(0, col0), max(0, min(in_cols, col0 + pad_cols)))
@@ -192,14 +200,36 @@ def _winograd(X, W, g:ConvGeometry, dtype, m:int, timings=None) -> np.ndarray:
         start = _lap(timings, 'gather', start)
         V = buffers[1][:n_r * n_c * T * C].reshape(n_r * n_c, T, C)
         np.matmul(B_TT, D, out=V.reshape(n_r * n_c, T * C))
-        start = _lap(timings, 'transform', start)
+        _lap(timings, 'transform', start)
+        yield block, V
+
+# %% ../nbs/05a_winograd.ipynb #e8253f78
+def _winograd(X, W, g:ConvGeometry, dtype, m:int, timings=None) -> np.ndarray:
+    "F(m×m, 3×3) on a 2-D geometry; a kernel of one row (a 1-D convolution) leaves rows untiled."
+    dtype = np.dtype(dtype or summing_dtype(X, W))
+    work = np.result_type(dtype, np.float32)  # half precision is summed in float32
+    Z = np.empty(g.out_shape, work)
+    if g.n_ex == 0: return Z.astype(dtype, copy=False)
+    C, O = g.in_ch, g.out_ch
+    s, (m_r, m_c), (n_r, n_c) = _tile_shape(g, m)
+    (A_r, G_r, B_r), (A_c, G_c, B_c) = _axis_matrices(g, m, 3)
+    W_wide = W.astype(np.result_type(W, np.float64)).reshape(len(G_r[0]), -1)  # (kr, 3·C·O)
+    U = np.matmul(G_c, np.matmul(G_r, W_wide).reshape(n_r, 3, C * O))  # G w Gᵀ of each pair
+    U = U.astype(work).reshape(n_r * n_c, C, O)
+    B_TT, A_TT = np.kron(B_r, B_c).astype(work), np.kron(A_r, A_c).astype(work)
+    blocks = _tile_blocks(g, s, (m_r, m_c), (n_r, n_c), max(C, O))
+    # two buffers, each used twice: D then M, V then Y (fewer pages touched, more cache hits)
+    buffers = _buffers(n_r * n_c * _block_tiles(blocks[0], s) * max(C, O), 2, work)
+    for (ex, tr, tc), V in _input_transforms(X, g, s, (m_r, m_c), (n_r, n_c), B_TT, blocks,
+                                              buffers, work, timings):
+        start, T = time.perf_counter(), V.shape[1]
         M = buffers[0][:n_r * n_c * T * O].reshape(n_r * n_c, T, O)
         np.matmul(V, U, out=M)
         start = _lap(timings, 'multiply', start)
         Y = buffers[1][:m_r * m_c * T * O].reshape(m_r * m_c, T * O)
         np.matmul(A_TT, M.reshape(n_r * n_c, T * O), out=Y)
-        _scatter_tiles(Z[ex], Y.reshape(m_r, m_c, nb, s_r, s_c, tb, ub, O), g, (s_r, s_c),
-                       (m_r, m_c), tr.start, tc.start, spare=buffers[0])
+        Y = Y.reshape(m_r, m_c, ex.stop - ex.start, *s, tr.stop - tr.start, tc.stop - tc.start, O)
+        _scatter_tiles(Z[ex], Y, g, s, (m_r, m_c), tr.start, tc.start, spare=buffers[0])
         _lap(timings, 'transform back', start)
     return Z.astype(dtype, copy=False)
 
@@ -263,6 +293,89 @@ def winograd_conv1D(X, W, g:ConvGeometry, dtype=None, m:int=2) -> np.ndarray:
     """
     _check_winograd(g, dtype, m, 3)
     return _winograd(X[:, None], W[None], g.as_2D(), dtype, m)[:, 0]
+
+# %% ../nbs/05a_winograd.ipynb #f2c87c55
+def _gather_grad_tiles(dZ, g:ConvGeometry, s, m, block, out, spare):
+    "Copy the block's `dZ` tiles, zeros past the edges, to `out`, `(m_r·m_c, T·out_ch)`."
+    (s_r, s_c), (m_r, m_c) = s, m
+    ex, tr, tc = block
+    nb, tb, ub, O = ex.stop - ex.start, tr.stop - tr.start, tc.stop - tc.start, g.out_ch
+    first_row, first_col = s_r * m_r * tr.start, s_c * m_c * tc.start
+    rows, cols = s_r * m_r * tb, s_c * m_c * ub  # whole tiles, every phase
+    source = dZ[ex, first_row:first_row + rows, first_col:first_col + cols]
+    if source.shape[1:3] != (rows, cols):  # partial tiles: the part that exists, then zeros
+        whole = spare[:nb * rows * cols * O].reshape(nb, rows, cols, O)
+        whole.fill(0)
+        whole[:, :source.shape[1], :source.shape[2]] = source
+        source = whole
+    # row first_row + s*(t*m + i) + a, as axes (t, i, a); columns likewise: _scatter_tiles' order
+    tiles = source.reshape(nb, tb, m_r, s_r, ub, m_c, s_c, O).transpose(2, 5, 0, 3, 6, 1, 4, 7)
+    np.copyto(out.reshape(tiles.shape), tiles)
+
+# %% ../nbs/05a_winograd.ipynb #6fadfe97
+def _winograd_kernel_grad(X, dZ, g:ConvGeometry, dtype, m:int, timings=None) -> np.ndarray:
+    "F(3×3, m×m) on a 2-D geometry: `dW`, the input's patches correlated with `dZ`'s tiles."
+    dtype = np.dtype(dtype or summing_dtype(X, dZ))
+    work = np.result_type(dtype, np.float32)  # half precision is summed in float32
+    C, O = g.in_ch, g.out_ch
+    s, (m_r, m_c), (n_r, n_c) = _tile_shape(g, m)
+    (A_r, G_r, B_r), (A_c, G_c, B_c) = _axis_matrices(g, 3, m)
+    B_TT, G_GG, A_TT = (np.kron(P_r, P_c).astype(work)
+                        for P_r, P_c in ((B_r, B_c), (G_r, G_c), (A_r, A_c)))
+    M = np.zeros((n_r * n_c, C, O), work)  # the sum over tiles of V[k]ᵀ U[k], per point k
+    if g.n_ex:
+        blocks = _tile_blocks(g, s, (m_r, m_c), (n_r, n_c), max(C, O))
+        # D then dZ's tiles; V; U (and partial tiles of dZ before it)
+        buffers = _buffers(n_r * n_c * _block_tiles(blocks[0], s) * max(C, O), 3, work)
+        for block, V in _input_transforms(X, g, s, (m_r, m_c), (n_r, n_c), B_TT, blocks,
+                                          buffers, work, timings):
+            start, T = time.perf_counter(), V.shape[1]
+            dZ_tiles = buffers[0][:m_r * m_c * T * O].reshape(m_r * m_c, T * O)
+            _gather_grad_tiles(dZ, g, s, (m_r, m_c), block, dZ_tiles, spare=buffers[2])
+            U = buffers[2][:n_r * n_c * T * O].reshape(n_r * n_c, T, O)
+            np.matmul(G_GG, dZ_tiles, out=U.reshape(n_r * n_c, T * O))
+            start = _lap(timings, 'gather and transform dZ', start)
+            M += np.matmul(V.transpose(0, 2, 1), U)
+            _lap(timings, 'multiply', start)
+    dW = np.matmul(A_TT, M.reshape(n_r * n_c, C * O))
+    return dW.reshape(g.W_shape).astype(dtype, copy=False)
+
+# %% ../nbs/05a_winograd.ipynb #81c94e30
+def winograd_kernel_grad(X, dZ, g:ConvGeometry, dtype=None, m:int=4) -> np.ndarray:
+    """The kernel gradient of a stride-1 3×3 convolution by Winograd's F(3×3, m×m) tiles.
+
+    Parameters
+    ----------
+    X : ndarray
+        the forward input `(n_ex, in_rows, in_cols, in_ch)`
+    dZ : ndarray
+        the gradient of the loss with respect to the forward output, `(n_ex, out_rows, out_cols,
+        out_ch)`
+    g : ConvGeometry
+        the forward geometry (2-D), already checked: stride 1, any zero pad and dilation; a 1-D
+        convolution as one-row images (`g.as_2D()`, a kernel of one row) is computed too
+    dtype : dtype, optional
+        the result dtype, floating or complex; None: the dtype rule's (of `X` and `dZ`)
+    m : int
+        `dZ`'s tile size per axis: 2 for F(3×3, 2×2), 4 for F(3×3, 4×4)
+
+    Returns
+    -------
+    dW : ndarray
+        `g.W_shape` in `dtype`: what the engine's `kernel_grad(X, dZ, g)` returns, to the
+        route's accuracy
+
+    Raises
+    ------
+    ValueError
+        for a geometry the route cannot compute (`winograd_supported`), or `m` not 2 or 4
+    """
+    one_row = len(g.in_dims) == 2 and g.kernel[0] == 1 and g.in_dims[0] == 1 and g.pad[:2] == (0, 0)
+    if one_row:  # check the 1-D convolution it stands for
+        g_1D = dataclasses.replace(g, in_dims=g.in_dims[1:], kernel=g.kernel[1:], pad=g.pad[2:])
+        _check_winograd(g_1D, dtype, m, 3)
+    else: _check_winograd(g, dtype, m, 4)
+    return _winograd_kernel_grad(X, dZ, g, dtype, m)
 
 # %% ../nbs/05a_winograd.ipynb #9a4beb5c
 WINOGRAD_MIN_CHANNELS = 64  # fewer input or output channels: the product is as fast or faster
