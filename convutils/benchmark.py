@@ -731,14 +731,15 @@ def _conv_section(lines):
 
 def _torch_section(lines):
     "Our default route (`method='auto'`) against PyTorch, each in processes of its own."
-    rows = ["conv2D / conv1D (method='auto') against PyTorch's conv2d / conv1d (times in ms)",
+    rows = ["conv2D / conv1D (method='auto') against PyTorch's conv2d / conv1d (times in ms;",
+            "the spread is over the pairs of processes, one ratio each)",
             f"{'wl':<3}{'dtype':<8}{'route':<11}{'convutils':>10}{'PyTorch':>9}"
             f"{'ratio (spread)':>20}{'target':>8}"]
     for r in lines:
         if 'torch_ratio' in r:
             rows.append(f"{r['workload']:<3}{r['dtype']:<8}{r['auto_route']:<11} {_ms(r['auto'])}"
                         f"{_ms(r['torch'])}{_judged(r, 'torch_ratio')}")
-    return rows if len(rows) > 2 else []
+    return rows if len(rows) > 3 else []
 
 def _col2im_section(c):
     "col2im against the reference's scatter, and against NumPy 2's faster flat-index scatter."
@@ -816,9 +817,10 @@ def format_table(results:dict) -> str:
                f"each line: at least {results['repeats']} interleaved rounds and "
                f"{results.get('min_seconds', 0):g} s {where}{override}",
                f"load average {results['load_before']} before, {results['load_after']} after",
-               f"ratio: the median over all rounds, (spread): the {SPREAD[0]}th to {SPREAD[1]}th "
-               "percentile;",
-               "PASS or FAIL only when the whole spread is on one side of the target, else UNSURE"]
+               f"ratio: the median of the rounds' ratios; (spread): their {SPREAD[0]}th to "
+               f"{SPREAD[1]}th percentile;",
+               f"PASS: at least {100 - SPREAD[0]}% of the rounds meet the target, FAIL: at least "
+               f"{SPREAD[1]}% miss it, else UNSURE"]
     sections = [heading, _conv_section(results['conv']), _torch_section(results['conv']),
                 _col2im_section(results['col2im']), _deconv_section(results['deconv']),
                 _backward_section(results.get('backward', [])),
