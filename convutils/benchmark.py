@@ -250,35 +250,32 @@ def pool(lines:list) -> dict:
     return summarise(pooled)
 
 # %% ../nbs/07_benchmark.ipynb #5a86eaee
-def _conv_case(spec, dtype, n_ex=None, seed=0):
-    "Inputs and (conv, bare GEMM, reference route) callables for one workload."
+def _arrays(spec, dtype, n_ex=None, seed=0):
+    "A workload's random input and kernel in `dtype` (batch `n_ex` if given), and the generator."
     rng = np.random.default_rng(seed)
-    X_shape = (n_ex or spec['X'][0], *spec['X'][1:])
-    X, W = rng.standard_normal(X_shape).astype(dtype), rng.standard_normal(spec['W']).astype(dtype)
-    stride, pad, dilation = spec['stride'], spec['pad'], spec['dilation']
-    out_shape = calc_conv_out_dims(X.shape, W.shape, stride, pad, dilation)
+    X = rng.standard_normal((n_ex or spec['X'][0], *spec['X'][1:])).astype(dtype)
+    return rng, X, rng.standard_normal(spec['W']).astype(dtype)
+
+def _conv_case(spec, dtype, n_ex=None, seed=0):
+    """Callables for one workload, on the same arrays: the convolution (GEMM route), its bare
+    GEMM, the reference's route, and `(route, call)` of `method='auto'` (call None: the GEMM
+    route); then the bare GEMM's shapes."""
+    rng, X, W = _arrays(spec, dtype, n_ex, seed)
+    args = stride, pad, dilation = spec['stride'], spec['pad'], spec['dilation']
+    out_shape = calc_conv_out_dims(X.shape, W.shape, *args)
     n_taps = int(np.prod(W.shape[:-1]))
     A = rng.standard_normal((int(np.prod(out_shape[:-1])), n_taps)).astype(dtype)
     B = W.reshape(n_taps, -1).copy()
     if X.ndim == 3:  # 1-D: the reference ran conv2D on a height-1 image
         left, right = resolve_pad1D(pad, X.shape, W.shape[0], stride, dilation)
-        conv = lambda: conv1D(X, W, stride, pad, dilation, method='gemm')
         reference = lambda: reference_conv2D(X[:, None], W[None], stride, (0, 0, left, right),
                                              dilation)
-    else:
-        conv = lambda: conv2D(X, W, stride, pad, dilation, method='gemm')
-        reference = lambda: reference_conv2D(X, W, stride, pad, dilation)
-    return conv, (lambda: A @ B), reference, (A.shape, B.shape)
-
-def _auto_route(spec, dtype, n_ex=None, seed=0):
-    "The route `method='auto'` takes on a workload, and a call of it (None: the GEMM route)."
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n_ex or spec['X'][0], *spec['X'][1:])).astype(dtype)
-    W = rng.standard_normal(spec['W']).astype(dtype)
-    args = (spec['stride'], spec['pad'], spec['dilation'])
+    else: reference = lambda: reference_conv2D(X, W, *args)
+    conv_nd = conv1D if X.ndim == 3 else conv2D
     route = choose_method(check_conv(X, W, *args, n_dims=X.ndim)[2], np.dtype(dtype))
-    conv = conv1D if X.ndim == 3 else conv2D
-    return route, (None if route == 'gemm' else lambda: conv(X, W, *args))
+    auto = (route, None if route == 'gemm' else lambda: conv_nd(X, W, *args))
+    return (lambda: conv_nd(X, W, *args, method='gemm')), (lambda: A @ B), reference, auto, \
+        (A.shape, B.shape)
 
 # %% ../nbs/07_benchmark.ipynb #7b03e638
 def bench_conv(name:str, dtype, repeats:int=5, n_ex=None, min_seconds:float=0) -> dict:
@@ -307,8 +304,7 @@ def bench_conv(name:str, dtype, repeats:int=5, n_ex=None, min_seconds:float=0) -
         (its spread), its per-round values in `rounds` and its verdict in `verdicts`
     """
     spec = WORKLOADS[name]
-    conv, gemm, reference, (A_shape, _) = _conv_case(spec, dtype, n_ex)
-    route, auto = _auto_route(spec, dtype, n_ex)
+    conv, gemm, reference, (route, auto), (A_shape, _) = _conv_case(spec, dtype, n_ex)
     t = round_times([conv, gemm, reference] + ([auto] if auto else []), repeats, min_seconds)
     times = dict(conv=t[0], gemm=t[1], reference=t[2], auto=t[-1] if auto else t[0])
     ratios = dict(ratio=('conv', 'gemm'), reference_ratio=('reference', 'gemm'))
@@ -376,9 +372,8 @@ def bench_deconv(dtype, repeats:int=5, n_ex=None, min_seconds:float=0) -> dict:
         (naive / deconv, target at least 3) and `ratio` (deconv / GEMM, target at most 1.5),
         each with its spread, rounds and verdict
     """
-    spec, rng = DECONV_WORKLOAD, np.random.default_rng(0)
-    X = rng.standard_normal((n_ex or spec['X'][0], *spec['X'][1:])).astype(dtype)
-    W = rng.standard_normal(spec['W']).astype(dtype)
+    spec = DECONV_WORKLOAD
+    rng, X, W = _arrays(spec, dtype, n_ex)
     kr, kc, in_ch, out_ch = W.shape
     A = rng.standard_normal((X.size // in_ch, in_ch)).astype(dtype)
     B = rng.standard_normal((in_ch, kr * kc * out_ch)).astype(dtype)
@@ -412,9 +407,8 @@ def bench_backward(dtype, repeats:int=5, n_ex=None, min_seconds:float=0) -> dict
         forward) and `gemm_ratio` (the same on the GEMM route), each with a target of at most 2.5,
         and `speedup` (backward_gemm / backward, at least 1), each with its spread and verdict
     """
-    spec, rng = WORKLOADS['B'], np.random.default_rng(0)
-    X = rng.standard_normal((n_ex or spec['X'][0], *spec['X'][1:])).astype(dtype)
-    W = rng.standard_normal(spec['W']).astype(dtype)
+    spec = WORKLOADS['B']
+    rng, X, W = _arrays(spec, dtype, n_ex)
     args = (spec['stride'], spec['pad'], spec['dilation'])
     dZ = rng.standard_normal(calc_conv_out_dims(X.shape, W.shape, *args)).astype(dtype)
     routes = [lambda: conv2D(X, W, *args), lambda: conv2D_backward(dZ, X, W, *args),
@@ -584,10 +578,9 @@ def bench_variants(dtype, repeats:int=5, n_ex=None, min_seconds:float=0) -> dict
         ratios `groups_ratio` (target at most 1.3), `depthwise_ratio` (no target) and
         `reflect_ratio` (target at most 1.1), each with its spread, rounds and verdict
     """
-    spec, rng = WORKLOADS['B'], np.random.default_rng(0)
-    X = rng.standard_normal((n_ex or spec['X'][0], *spec['X'][1:])).astype(dtype)
+    spec = WORKLOADS['B']
+    rng, X, W = _arrays(spec, dtype, n_ex)
     kr, kc, in_ch, out_ch = spec['W']
-    W = rng.standard_normal(spec['W']).astype(dtype)
     W_groups = rng.standard_normal((kr, kc, in_ch // 4, out_ch)).astype(dtype)
     W_depth = rng.standard_normal((kr, kc, in_ch, 1)).astype(dtype)
     positions = X.shape[0] * X.shape[1] * X.shape[2]  # stride 1, 'same' size: one per pixel
