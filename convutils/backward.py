@@ -32,7 +32,7 @@ def _check_dZ(dZ,               # the gradient of the loss with respect to the f
 def _one_row(forward):
     "A route `forward(X, W, g, dtype)` of 1-D convolutions, as one of one-row 2-D convolutions."
     def on_one_row(X, W, g, dtype):
-        g_1D = dataclasses.replace(g, in_dims=g.in_dims[1:], kernel=g.kernel[1:], pad=g.pad[2:])
+        g_1D = g.as_1D()
         return forward(X[:, 0], W[0], g_1D, dtype)[:, None]
     return on_one_row
 

@@ -421,6 +421,13 @@ class ConvGeometry:
                             self.out_ch, self.stride, self.dilation, (0, 0, *self.pad),
                             self.pad_mode, self.groups)
 
+    def as_1D(self):
+        "The 1-D convolution that one-row images stand for (undoes `as_2D`); None for any other."
+        if len(self.in_dims) == 1: return self
+        if self.in_dims[0] != 1 or self.kernel[0] != 1 or self.pad[:2] != (0, 0): return None
+        return ConvGeometry(self.n_ex, self.in_dims[1:], self.in_ch, self.kernel[1:], self.out_ch,
+                            self.stride, self.dilation, self.pad[2:], self.pad_mode, self.groups)
+
     @classmethod
     def of(cls, X_shape, W_shape, stride, pad, dilation=0, n_dims=None, pad_mode='constant',
            groups=1):

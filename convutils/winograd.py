@@ -8,7 +8,7 @@ __all__ = ['WINOGRAD_MAX_DILATION', 'WINOGRAD_BLOCK_VALUES', 'WINOGRAD_MIN_CHANN
            'winograd_kernel_grad', 'choose_method']
 
 # %% ../nbs/05a_winograd.ipynb #e9a1692c
-import dataclasses, functools, math, time
+import functools, math, time
 from fractions import Fraction
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -370,10 +370,8 @@ def winograd_kernel_grad(X, dZ, g:ConvGeometry, dtype=None, m:int=4) -> np.ndarr
     ValueError
         for a geometry the route cannot compute (`winograd_supported`), or `m` not 2 or 4
     """
-    one_row = len(g.in_dims) == 2 and g.kernel[0] == 1 and g.in_dims[0] == 1 and g.pad[:2] == (0, 0)
-    if one_row:  # check the 1-D convolution it stands for
-        g_1D = dataclasses.replace(g, in_dims=g.in_dims[1:], kernel=g.kernel[1:], pad=g.pad[2:])
-        _check_winograd(g_1D, dtype, m, 3)
+    g_1D = g.as_1D() if len(g.in_dims) == 2 else None  # one-row images: a 1-D convolution
+    if g_1D is not None: _check_winograd(g_1D, dtype, m, 3)
     else: _check_winograd(g, dtype, m, 4)
     return _winograd_kernel_grad(X, dZ, g, dtype, m)
 
