@@ -9,12 +9,22 @@ __all__ = ['conv2D_backward', 'depthwise_conv2D_backward', 'conv1D_backward', 'd
 import dataclasses
 from functools import partial
 import numpy as np
-from .padding import check_array, check_conv, check_flag, pad2D, summing_dtype
+from .padding import ConvGeometry, check_array, check_conv, check_flag, summing_dtype
 from .engine import accepts_dask, conv_adjoint, conv_forward, kernel_grad
-from .convolution import conv_by_method, depthwise_as_grouped, pick_route
-from .winograd import winograd_kernel_grad
+from .convolution import depthwise_as_grouped
+from .winograd import conv_by_method, pick_route, winograd_kernel_grad
 
 # %% ../nbs/06_backward.ipynb #d01ad1a2
+class _DZShapeError(ValueError):
+    "`dZ` does not have the forward output's shape (`expected`); it has `got`."
+    def __init__(self, message, expected, got):
+        super().__init__(message)
+        self.expected, self.got = expected, got
+
+def _dZ_message(forward:str, expected, got, X_shape, W_shape) -> str:
+    return (f"dZ must have the shape of {forward}'s output, {tuple(expected)} (for X of shape "
+            f"{tuple(X_shape)} and W of shape {tuple(W_shape)}), got {tuple(got)}")
+
 def _check_dZ(dZ,               # the gradient of the loss with respect to the forward output
               expected:tuple,   # the forward output's shape
               forward:str,      # the forward function's name, for the message
@@ -23,10 +33,28 @@ def _check_dZ(dZ,               # the gradient of the loss with respect to the f
     "Return `dZ` as an array, or raise a `ValueError` naming its shape and the one expected."
     dZ = check_array(dZ, 'dZ', None, numbers=True)
     if dZ.shape != tuple(expected):
-        raise ValueError(f"dZ must have the shape of {forward}'s output, {tuple(expected)} "
-                         f"(for X of shape {tuple(X_shape)} and W of shape {tuple(W_shape)}), "
-                         f"got {dZ.shape}")
+        raise _DZShapeError(_dZ_message(forward, expected, dZ.shape, X_shape, W_shape),
+                            tuple(expected), dZ.shape)
     return dZ
+
+
+# %% ../nbs/06_backward.ipynb #cea0d60c
+def _check_backward(dZ, X, W, stride, pad, dilation, forward:str, **options) -> tuple:
+    "Check a backward pass's arguments as `forward`'s: `(dZ, X, W, geometry)`, else raise."
+    try:
+        X_, W_, g = check_conv(X, W, stride, pad, dilation, **options)
+        expected = g.in_shape if options.get('transposed') else g.out_shape
+        return _check_dZ(dZ, expected, forward, X_.shape, W_.shape), X_, W_, g
+    except ValueError:
+        try:  # the forward pass's order (X, W, dZ)?
+            _, _, g = check_conv(dZ, X, stride, pad, dilation, **options)
+            swapped = (g.in_shape if options.get('transposed') else g.out_shape) == np.shape(W)
+        except (ValueError, TypeError): swapped = False
+        if not swapped: raise
+    raise ValueError(f"{forward}_backward takes (dZ, X, W, ...), and these arrays have the shapes "
+                     f"of {forward}'s X, W and output, in {forward}'s order: "
+                     f"{np.shape(dZ)}, {np.shape(X)}, {np.shape(W)}")
+
 
 # %% ../nbs/06_backward.ipynb #94f02f64
 def _one_row(forward):
@@ -37,31 +65,22 @@ def _one_row(forward):
     return on_one_row
 
 # %% ../nbs/06_backward.ipynb #d94cc988
-def _backward_route(method, # 'auto', 'gemm' or 'winograd', as conv2D's
-                    g,      # the forward geometry, 1-D or 2-D
-                    dtype,  # the dtype of the gradients
-                   ) -> str:
-    "The route of both gradients of `g`: 'gemm', 'winograd2' or 'winograd4', as `pick_route`."
-    # any pad mode: the adjoint runs over the padded input, whose own padding is zeros
-    return pick_route(method, dataclasses.replace(g, pad_mode='constant'), dtype)
-
 def _input_grad_route(method, # 'auto', 'gemm' or 'winograd', as conv2D's
                       g,      # the forward geometry, 1-D or 2-D
                       dtype,  # the dtype of the gradient
                      ):
     "The route of `dX`'s flipped convolution, for `conv_adjoint`; None: the engine's own."
-    if _backward_route(method, g, dtype) == 'gemm': return None
+    if pick_route(method, g, dtype) == 'gemm': return None
     route = partial(conv_by_method, method)
     return route if len(g.in_dims) == 2 else _one_row(route)
+
 
 # %% ../nbs/06_backward.ipynb #6bbcd251
 def _kernel_grad(X, dZ, g, route:str) -> np.ndarray:
     "`dW` of the 2-D convolution `g` by `route`: the engine's `kernel_grad`, or F(3×3, m×m) tiles."
     if route == 'gemm': return kernel_grad(X, dZ, g)
-    if g.pad_mode != 'constant':  # the route pads with zeros: pad explicitly, and then not at all
-        X = pad2D(X, g.pad, mode=g.pad_mode)[0]
-        g = dataclasses.replace(g, in_dims=X.shape[1:3], pad=(0, 0, 0, 0), pad_mode='constant')
     return winograd_kernel_grad(X, dZ, g, dZ.dtype, m=int(route[-1]))
+
 
 # %% ../nbs/06_backward.ipynb #f3ddc390
 def _conv2D_grads(dZ, X, W, g, input_grad=True, forward=None, route='gemm'):
@@ -84,7 +103,7 @@ def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True, pad_m
     X : array_like
         the forward input, `(n_ex, in_rows, in_cols, in_ch)`
     W : array_like
-        the forward kernels, `(kernel_rows, kernel_cols, in_ch, out_ch)`
+        the forward kernels, `(kernel_rows, kernel_cols, in_ch // groups, out_ch)`
     stride : int
         the forward stride
     pad : int, tuple or str
@@ -111,10 +130,10 @@ def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True, pad_m
         gradient with respect to `W`, of `W`'s shape
     """
     input_grad = check_flag(input_grad, 'input_grad')
-    X, W, g = check_conv(X, W, stride, pad, dilation, pad_mode=pad_mode, groups=groups)
-    dZ = _check_dZ(dZ, g.out_shape, 'conv2D', X.shape, W.shape)
+    dZ, X, W, g = _check_backward(dZ, X, W, stride, pad, dilation, 'conv2D', pad_mode=pad_mode,
+                                  groups=groups)
     dtype = summing_dtype(dZ, X, W)
-    forward, route = _input_grad_route(method, g, dtype), _backward_route(method, g, dtype)
+    forward, route = _input_grad_route(method, g, dtype), pick_route(method, g, dtype)
     return _conv2D_grads(dZ, X, W, g, input_grad, forward, route)
 
 # %% ../nbs/06_backward.ipynb #e9769372
@@ -149,8 +168,12 @@ def depthwise_conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=T
         gradient with respect to `W`, of `W`'s shape
     """
     W_shape = np.shape(W)
-    dX, dW = depthwise_as_grouped(partial(conv2D_backward, dZ), X, W, stride, pad, dilation,
-                        input_grad=input_grad, pad_mode=pad_mode)
+    try:
+        dX, dW = depthwise_as_grouped(partial(conv2D_backward, dZ), X, W, stride, pad, dilation,
+                                      input_grad=input_grad, pad_mode=pad_mode)
+    except _DZShapeError as wrong:  # name the kernel as the caller gave it, not as grouped
+        raise ValueError(_dZ_message('depthwise_conv2D', wrong.expected, wrong.got, np.shape(X),
+                                     W_shape)) from None
     return dX, dW.reshape(W_shape)
 
 # %% ../nbs/06_backward.ipynb #77eb65e9
@@ -166,7 +189,7 @@ def conv1D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True, pad_m
     X : array_like
         the forward input, `(n_ex, l_in, in_ch)`
     W : array_like
-        the forward kernels, `(kernel_width, in_ch, out_ch)`
+        the forward kernels, `(kernel_width, in_ch // groups, out_ch)`
     stride : int
         the forward stride
     pad : int, tuple or str
@@ -193,11 +216,10 @@ def conv1D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True, pad_m
         gradient with respect to `W`, of `W`'s shape
     """
     input_grad = check_flag(input_grad, 'input_grad')
-    X, W, g = check_conv(X, W, stride, pad, dilation, n_dims=3, pad_mode=pad_mode,
-                         groups=groups)
-    dZ = _check_dZ(dZ, g.out_shape, 'conv1D', X.shape, W.shape)
+    dZ, X, W, g = _check_backward(dZ, X, W, stride, pad, dilation, 'conv1D', n_dims=3,
+                                  pad_mode=pad_mode, groups=groups)
     dtype = summing_dtype(dZ, X, W)
-    forward, route = _input_grad_route(method, g, dtype), _backward_route(method, g, dtype)
+    forward, route = _input_grad_route(method, g, dtype), pick_route(method, g, dtype)
     dX, dW = _conv2D_grads(dZ[:, None], X[:, None], W[None], g.as_2D(), input_grad, forward,
                            route)
     return (dX[:, 0] if input_grad else None), dW[0]
@@ -216,7 +238,7 @@ def deconv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True, pad
     X : array_like
         the forward input, `(n_ex, in_rows, in_cols, in_ch)`
     W : array_like
-        the forward kernels, `(kernel_rows, kernel_cols, in_ch, out_ch)`
+        the forward kernels, `(kernel_rows, kernel_cols, in_ch, out_ch // groups)`
     stride : int
         the forward stride
     pad : int, tuple or str
@@ -239,9 +261,8 @@ def deconv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True, pad
         gradient with respect to `W`, of `W`'s shape
     """
     input_grad = check_flag(input_grad, 'input_grad')
-    X, W, g = check_conv(X, W, stride, pad, dilation, transposed=True,
-                         pad_mode=pad_mode, groups=groups)
-    dZ = _check_dZ(dZ, g.in_shape, 'deconv2D', X.shape, W.shape)
+    dZ, X, W, g = _check_backward(dZ, X, W, stride, pad, dilation, 'deconv2D', transposed=True,
+                                  pad_mode=pad_mode, groups=groups)
     dtype = summing_dtype(dZ, X, W)
     dZ, X, W = (A.astype(dtype, copy=False) for A in (dZ, X, W))
     W_T = W.transpose(0, 1, 3, 2)  # the kernel of the convolution g, from the output back to X

@@ -10,7 +10,7 @@ import numpy as np
 from .padding import (
     ConvGeometry, check_array, check_conv, effective_kernel, pad2D, summing_dtype)
 from .engine import accepts_dask, conv_adjoint, conv_forward
-from .winograd import choose_method, winograd_conv, winograd_conv1D, winograd_supported
+from .winograd import conv_by_method
 
 # %% ../nbs/02_convolution.ipynb #02361b91
 def conv2D_naive(X, W, stride:int, pad, dilation:int=0, *, pad_mode='constant',
@@ -56,38 +56,6 @@ def conv2D_naive(X, W, stride:int, pad, dilation:int=0, *, pad_mode='constant',
             Z[:, a, b] = np.einsum('nijgc,ijcgo->ngo', window, W).reshape(len(Z), g.out_ch)
     return Z
 
-# %% ../nbs/02_convolution.ipynb #e276c4dc
-def pick_route(method:str,     # 'auto', 'gemm' or 'winograd'
-               g:ConvGeometry, # the convolution's checked geometry, 1-D or 2-D
-               dtype,          # the dtype it computes in
-              ) -> str:
-    "The route `method` names for `g`: 'gemm', 'winograd2' or 'winograd4', else a `ValueError`."
-    if method not in ('auto', 'gemm', 'winograd'):
-        raise ValueError(f"method must be 'auto', 'gemm' or 'winograd', got {method!r}")
-    route = 'gemm' if method == 'gemm' else choose_method(g, dtype)
-    if method == 'winograd':
-        if not winograd_supported(g):
-            raise ValueError(f"method='winograd' needs a 3-tap kernel at stride 1, zero padding, "
-                             f"one group and a dilation of at most 3; got kernel {g.kernel}, "
-                             f"stride {g.stride}, pad_mode {g.pad_mode!r}, groups {g.groups}, "
-                             f"dilation {g.dilation}")
-        route = 'winograd2' if route == 'winograd2' else 'winograd4'
-    return route
-
-# %% ../nbs/02_convolution.ipynb #0d40b227
-def conv_by_method(method:str,     # 'auto', 'gemm' or 'winograd'
-                   X, W,           # input and kernel (1-D: without the row axis)
-                   g:ConvGeometry, # their checked geometry, 1-D or 2-D
-                   dtype=None,     # the result dtype; None: the dtype rule's
-                  ) -> np.ndarray:
-    "The convolution of geometry `g` by the route `method` names, from `conv_forward`'s arguments."
-    dtype = np.dtype(summing_dtype(X, W) if dtype is None else dtype)
-    route, one_D = pick_route(method, g, dtype), len(g.in_dims) == 1
-    if route != 'gemm':
-        return (winograd_conv1D if one_D else winograd_conv)(X, W, g, dtype, m=int(route[-1]))
-    if one_D: return conv_forward(X[:, None], W[None], g.as_2D(), dtype)[:, 0]
-    return conv_forward(X, W, g, dtype)
-
 # %% ../nbs/02_convolution.ipynb #2fa97f1c
 @accepts_dask
 def conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1, method='auto'):
@@ -114,7 +82,13 @@ def conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1, meth
         `[g*in_ch/groups, (g+1)*in_ch/groups)` into its share of the output channels
     method : str
         `'auto'` (the faster route for the shapes and dtype), `'gemm'` (im2col and the matrix
-        product, the most accurate) or `'winograd'` (3×3 kernels at stride 1 only)
+        product) or `'winograd'` (3×3 kernels at stride 1 only). In float32, `'auto'` takes
+        the Winograd route for 3×3 kernels at stride 1 with 64 channels or more, whose error is
+        relative to the largest value in each tile's 6×6 input window rather than to each
+        output. One pixel of 1e4 among values of 1e-4 puts errors of over 100 times their size
+        on the small outputs of its tile. `method='gemm'` is the route whose error stays
+        relative to each output's own window, and float64 `'auto'` always takes it. On every
+        route, a NaN or inf reaches exactly the outputs whose window holds it
 
     Returns
     -------
@@ -154,7 +128,12 @@ def depthwise_conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant'):
 # %% ../nbs/02_convolution.ipynb #16222e16
 def depthwise_as_grouped(grouped, X, W, *args, **kwargs):
     "`grouped(X, W as (kr, kc, 1, in_ch*multiplier), *args, groups=in_ch)`, after checking `W`."
-    W = check_array(W, 'W', '(kernel_rows, kernel_cols, in_ch, multiplier)', numbers=True)
+    # a Dask W is checked from its shape and dtype alone, and stays lazy
+    lazy = type(W).__module__.startswith('dask.')
+    metadata = np.broadcast_to(np.zeros((), W.dtype), W.shape) if lazy else W
+    metadata = check_array(metadata, 'W', '(kernel_rows, kernel_cols, in_ch, multiplier)',
+                           numbers=True)
+    W = W if lazy else metadata
     kernel_rows, kernel_cols, in_ch, multiplier = W.shape
     X_shape = np.shape(X)  # X itself is checked by `grouped`; a Dask array stays as it is
     if len(X_shape) == 4 and X_shape[-1] != in_ch:
@@ -188,8 +167,9 @@ def conv1D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1, meth
         channel groups (>= 1, dividing in_ch and out_ch): group `g` convolves input channels
         `[g*in_ch/groups, (g+1)*in_ch/groups)` into its share of the output channels
     method : str
-        `'auto'` (the faster route for the shapes and dtype), `'gemm'` (im2col and the matrix
-        product, the most accurate) or `'winograd'` (3×3 kernels at stride 1 only)
+        `'auto'` (the matrix product: in 1-D the Winograd route is no faster), `'gemm'` (im2col
+        and the matrix product) or `'winograd'` (width-3 kernels at stride 1 only, on request;
+        its error is relative to the largest value of each tile's input window, as in `conv2D`)
 
     Returns
     -------

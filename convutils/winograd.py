@@ -12,8 +12,8 @@ import functools, math, time
 from fractions import Fraction
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
-from .padding import ConvGeometry, summing_dtype
-from .engine import output_blocks
+from .padding import ConvGeometry, mode_index, summing_dtype
+from .engine import conv_forward, kernel_grad, output_blocks
 
 # %% ../nbs/05a_winograd.ipynb #70e815e5
 def toom_cook_points(n_points:int) -> list:
@@ -88,11 +88,11 @@ def winograd_supported(g:ConvGeometry) -> bool:
     Returns
     -------
     supported : bool
-        True for stride 1 with a 3×3 kernel (2-D) or a width-3 kernel (1-D), zero padding of any
-        size, one channel group, and a dilation of at most `WINOGRAD_MAX_DILATION`
+        True for stride 1 with a 3×3 kernel (2-D) or a width-3 kernel (1-D), padding of any size
+        and mode, one channel group, and a dilation of at most `WINOGRAD_MAX_DILATION`
     """
     return (g.stride == 1 and all(k == 3 for k in g.kernel) and g.groups == 1
-            and g.pad_mode == 'constant' and g.dilation <= WINOGRAD_MAX_DILATION)
+            and g.dilation <= WINOGRAD_MAX_DILATION)
 
 # %% ../nbs/05a_winograd.ipynb #3808abfe
 WINOGRAD_BLOCK_VALUES = 1 << 19  # transformed values per block (V, and M alike): measured fastest
@@ -168,6 +168,15 @@ def _buffers(size:int, count:int, dtype) -> list:
     flat = np.empty(count * (size + shift), dtype)
     return [flat[k * (size + shift):k * (size + shift) + size] for k in range(count)]
 
+# %% ../nbs/05a_winograd.ipynb #aa5dd9c4
+def _padded_pixels(first:int, count:int, n:int, pad:tuple, mode:str) -> tuple:
+    "Which of `count` padded positions from input index `first` copy a pixel, and which pixel."
+    # past the padding (the zeros that complete the last tiles) nothing is copied
+    positions = np.arange(first, first + count)
+    inside = np.flatnonzero((positions >= -pad[0]) & (positions < n + pad[1]))
+    return inside, mode_index(positions[inside], n, mode)
+
+
 # %% ../nbs/05a_winograd.ipynb #702e660f
 def _input_transforms(X, g:ConvGeometry, s, m, n, B_TT, blocks, buffers, work, timings=None):
     "Yield `(block, V)` per block, `V = Bᵀ·patch·B` of its tiles `(n_r·n_c, T, C)`: steps 1 to 3."
@@ -188,7 +197,11 @@ def _input_transforms(X, g:ConvGeometry, s, m, n, B_TT, blocks, buffers, work, t
         cols = slice(max(0, col0), max(0, min(in_cols, col0 + pad_cols)))
         if placed != (tr.start, tc.start): X_pad.fill(0)  # bands move the border
         placed = (tr.start, tc.start)
-        if rows.stop > rows.start and cols.stop > cols.start:
+        if g.pad_mode != 'constant':  # each padded pixel copies the input pixel its mode says
+            into_rows, from_rows = _padded_pixels(row0, pad_rows, in_rows, g.pad[:2], g.pad_mode)
+            into_cols, from_cols = _padded_pixels(col0, pad_cols, in_cols, g.pad[2:], g.pad_mode)
+            X_pad[:nb, into_rows[:, None], into_cols] = X[ex][:, from_rows[:, None], from_cols]
+        elif rows.stop > rows.start and cols.stop > cols.start:
             X_pad[:nb, rows.start - row0:rows.stop - row0, cols.start - col0:cols.stop - col0] \
                 = X[ex, rows, cols]
         start = _lap(timings, 'pad', start)
@@ -220,17 +233,23 @@ def _winograd(X, W, g:ConvGeometry, dtype, m:int, timings=None) -> np.ndarray:
     blocks = _tile_blocks(g, s, (m_r, m_c), (n_r, n_c), max(C, O))
     # two buffers, each used twice: D then M, V then Y (fewer pages touched, more cache hits)
     buffers = _buffers(n_r * n_c * _block_tiles(blocks[0], s) * max(C, O), 2, work)
-    for (ex, tr, tc), V in _input_transforms(X, g, s, (m_r, m_c), (n_r, n_c), B_TT, blocks,
-                                              buffers, work, timings):
-        start, T = time.perf_counter(), V.shape[1]
-        M = buffers[0][:n_r * n_c * T * O].reshape(n_r * n_c, T, O)
-        np.matmul(V, U, out=M)
-        start = _lap(timings, 'multiply', start)
-        Y = buffers[1][:m_r * m_c * T * O].reshape(m_r * m_c, T * O)
-        np.matmul(A_TT, M.reshape(n_r * n_c, T * O), out=Y)
-        Y = Y.reshape(m_r, m_c, ex.stop - ex.start, *s, tr.stop - tr.start, tc.stop - tc.start, O)
-        _scatter_tiles(Z[ex], Y, g, s, (m_r, m_c), tr.start, tc.start, spare=buffers[0])
-        _lap(timings, 'transform back', start)
+    finite = True
+    with np.errstate(invalid='ignore', over='ignore'):  # a NaN here is checked
+        for (ex, tr, tc), V in _input_transforms(X, g, s, (m_r, m_c), (n_r, n_c), B_TT, blocks,
+                                                  buffers, work, timings):
+            start, T = time.perf_counter(), V.shape[1]
+            M = buffers[0][:n_r * n_c * T * O].reshape(n_r * n_c, T, O)
+            np.matmul(V, U, out=M)
+            start = _lap(timings, 'multiply', start)
+            Y = buffers[1][:m_r * m_c * T * O].reshape(m_r * m_c, T * O)
+            np.matmul(A_TT, M.reshape(n_r * n_c, T * O), out=Y)
+            finite = np.isfinite(Y.sum())  # a non-finite value in a patch spoils its whole tile
+            if not finite: break
+            Y = Y.reshape(m_r, m_c, ex.stop - ex.start, *s, tr.stop - tr.start,
+                          tc.stop - tc.start, O)
+            _scatter_tiles(Z[ex], Y, g, s, (m_r, m_c), tr.start, tc.start, spare=buffers[0])
+            _lap(timings, 'transform back', start)
+    if not finite: return conv_forward(X, W, g, dtype)  # each output from its own window
     return Z.astype(dtype, copy=False)
 
 # %% ../nbs/05a_winograd.ipynb #7206baf6
@@ -323,22 +342,25 @@ def _winograd_kernel_grad(X, dZ, g:ConvGeometry, dtype, m:int, timings=None) -> 
     B_TT, G_GG, A_TT = (np.kron(P_r, P_c).astype(work)
                         for P_r, P_c in ((B_r, B_c), (G_r, G_c), (A_r, A_c)))
     M = np.zeros((n_r * n_c, C, O), work)  # the sum over tiles of V[k]ᵀ U[k], per point k
-    if g.n_ex:
-        blocks = _tile_blocks(g, s, (m_r, m_c), (n_r, n_c), max(C, O))
-        # D then dZ's tiles; V; U (and partial tiles of dZ before it)
-        buffers = _buffers(n_r * n_c * _block_tiles(blocks[0], s) * max(C, O), 3, work)
-        for block, V in _input_transforms(X, g, s, (m_r, m_c), (n_r, n_c), B_TT, blocks,
-                                          buffers, work, timings):
-            start, T = time.perf_counter(), V.shape[1]
-            dZ_tiles = buffers[0][:m_r * m_c * T * O].reshape(m_r * m_c, T * O)
-            _gather_grad_tiles(dZ, g, s, (m_r, m_c), block, dZ_tiles, spare=buffers[2])
-            U = buffers[2][:n_r * n_c * T * O].reshape(n_r * n_c, T, O)
-            np.matmul(G_GG, dZ_tiles, out=U.reshape(n_r * n_c, T * O))
-            start = _lap(timings, 'gather and transform dZ', start)
-            M += np.matmul(V.transpose(0, 2, 1), U)
-            _lap(timings, 'multiply', start)
-    dW = np.matmul(A_TT, M.reshape(n_r * n_c, C * O))
-    return dW.reshape(g.W_shape).astype(dtype, copy=False)
+    with np.errstate(invalid='ignore', over='ignore'):  # a NaN in dW is checked
+        if g.n_ex:
+            blocks = _tile_blocks(g, s, (m_r, m_c), (n_r, n_c), max(C, O))
+            # D then dZ's tiles; V; U (and partial tiles of dZ before it)
+            buffers = _buffers(n_r * n_c * _block_tiles(blocks[0], s) * max(C, O), 3, work)
+            for block, V in _input_transforms(X, g, s, (m_r, m_c), (n_r, n_c), B_TT, blocks,
+                                              buffers, work, timings):
+                start, T = time.perf_counter(), V.shape[1]
+                dZ_tiles = buffers[0][:m_r * m_c * T * O].reshape(m_r * m_c, T * O)
+                _gather_grad_tiles(dZ, g, s, (m_r, m_c), block, dZ_tiles, spare=buffers[2])
+                U = buffers[2][:n_r * n_c * T * O].reshape(n_r * n_c, T, O)
+                np.matmul(G_GG, dZ_tiles, out=U.reshape(n_r * n_c, T * O))
+                start = _lap(timings, 'gather and transform dZ', start)
+                M += np.matmul(V.transpose(0, 2, 1), U)
+                _lap(timings, 'multiply', start)
+        dW = np.matmul(A_TT, M.reshape(n_r * n_c, C * O)).reshape(g.W_shape)
+    if not np.isfinite(dW).all():  # a tile mixes its patch: each window by the product instead
+        return kernel_grad(X, dZ.astype(dtype, copy=False), g)
+    return dW.astype(dtype, copy=False)
 
 # %% ../nbs/05a_winograd.ipynb #81c94e30
 def winograd_kernel_grad(X, dZ, g:ConvGeometry, dtype=None, m:int=4) -> np.ndarray:
@@ -381,7 +403,7 @@ WINOGRAD4_FLOAT32_MAX_CHANNELS = 512  # F(4×4) in float32 measured below 2e-5 u
 
 # %% ../nbs/05a_winograd.ipynb #ac70ddff
 def choose_method(g:ConvGeometry, dtype) -> str:
-    """The faster route for a convolution, within the accuracy this notebook measures.
+    """The faster route for a convolution, within the accuracy its dtype asks for.
 
     Parameters
     ----------
@@ -394,11 +416,43 @@ def choose_method(g:ConvGeometry, dtype) -> str:
     -------
     method : str
         `'gemm'` (im2col and the matrix product), `'winograd2'` (F(2×2, 3×3)) or `'winograd4'`
-        (F(4×4, 3×3))
+        (F(4×4, 3×3)); only float32 takes a Winograd route, since its error is relative to
+        a tile's input window rather than to each output
     """
-    dtype = np.dtype(dtype)
-    if not winograd_supported(g) or len(g.kernel) != 2 or dtype not in (np.float32, np.float64):
+    if not winograd_supported(g) or len(g.kernel) != 2 or np.dtype(dtype) != np.float32:
         return 'gemm'
     if min(g.in_ch, g.out_ch) < WINOGRAD_MIN_CHANNELS: return 'gemm'
-    if dtype == np.float32 and g.in_ch > WINOGRAD4_FLOAT32_MAX_CHANNELS: return 'winograd2'
+    if g.in_ch > WINOGRAD4_FLOAT32_MAX_CHANNELS: return 'winograd2'
     return 'winograd4'
+
+# %% ../nbs/05a_winograd.ipynb #60d7f9ed
+def pick_route(method:str,     # 'auto', 'gemm' or 'winograd'
+               g:ConvGeometry, # the convolution's checked geometry, 1-D or 2-D
+               dtype,          # the dtype it computes in
+              ) -> str:
+    "The route `method` names for `g`: 'gemm', 'winograd2' or 'winograd4', else a `ValueError`."
+    if method not in ('auto', 'gemm', 'winograd'):
+        raise ValueError(f"method must be 'auto', 'gemm' or 'winograd', got {method!r}")
+    route = 'gemm' if method == 'gemm' else choose_method(g, dtype)
+    if method == 'winograd':
+        if not winograd_supported(g):
+            raise ValueError(f"method='winograd' needs a 3-tap kernel at stride 1, one group "
+                             f"and a dilation of at most {WINOGRAD_MAX_DILATION}; got kernel "
+                             f"{g.kernel}, stride {g.stride}, groups {g.groups}, "
+                             f"dilation {g.dilation}")
+        route = 'winograd2' if route == 'winograd2' else 'winograd4'
+    return route
+
+# %% ../nbs/05a_winograd.ipynb #4c6a67cf
+def conv_by_method(method:str,     # 'auto', 'gemm' or 'winograd'
+                   X, W,           # input and kernel (1-D: without the row axis)
+                   g:ConvGeometry, # their checked geometry, 1-D or 2-D
+                   dtype=None,     # the result dtype; None: the dtype rule's
+                  ) -> np.ndarray:
+    "The convolution of geometry `g` by the route `method` names, from `conv_forward`'s arguments."
+    dtype = np.dtype(summing_dtype(X, W) if dtype is None else dtype)
+    route, one_D = pick_route(method, g, dtype), len(g.in_dims) == 1
+    if route != 'gemm':
+        return (winograd_conv1D if one_D else winograd_conv)(X, W, g, dtype, m=int(route[-1]))
+    if one_D: return conv_forward(X[:, None], W[None], g.as_2D(), dtype)[:, 0]
+    return conv_forward(X, W, g, dtype)

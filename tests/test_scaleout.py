@@ -221,3 +221,19 @@ def test_depthwise_and_grouped_options_pass_through_dask():
     W_g = rng.standard_normal((3, 3, 2, 6))
     np.testing.assert_allclose(cu.conv2D(X_lazy, W_g, 2, 1, groups=2, pad_mode='wrap').compute(),
                                cu.conv2D(X, W_g, 2, 1, groups=2, pad_mode='wrap'))
+
+
+def test_depthwise_keeps_a_dask_kernel_lazy():
+    "A Dask kernel is checked from its shape and dtype: building the graph computes nothing."
+    import convutils as cu
+    rng = np.random.default_rng(4)
+    X, W = rng.standard_normal((4, 6, 6, 3)), rng.standard_normal((3, 3, 3, 2))
+    W_lazy = da.from_array(W, chunks=W.shape)
+    with dask.config.set(scheduler=refuse):
+        Z = cu.depthwise_conv2D(X, W_lazy, 1, 'same')
+        dX, dW = cu.depthwise_conv2D_backward(np.ones(Z.shape), X, W_lazy, 1, 'same')
+    assert all(isinstance(A, da.Array) for A in (Z, dX, dW))
+    np.testing.assert_allclose(Z.compute(), cu.depthwise_conv2D(X, W, 1, 'same'))
+    np.testing.assert_allclose(dW.compute(), cu.depthwise_conv2D_backward(np.ones(Z.shape), X, W, 1, 'same')[1])
+    with pytest.raises(ValueError, match=r"W must be a 4-D array"):
+        cu.depthwise_conv2D(X, W_lazy[0], 1, 'same')
