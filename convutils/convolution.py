@@ -82,13 +82,15 @@ def conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1, meth
         `[g*in_ch/groups, (g+1)*in_ch/groups)` into its share of the output channels
     method : str
         `'auto'` (the faster route for the shapes and dtype), `'gemm'` (im2col and the matrix
-        product) or `'winograd'` (3×3 kernels at stride 1 only). In float32, `'auto'` takes
-        the Winograd route for 3×3 kernels at stride 1 with 64 channels or more, whose error is
-        relative to the largest value in each tile's 6×6 input window rather than to each
-        output. One pixel of 1e4 among values of 1e-4 puts errors of over 100 times their size
-        on the small outputs of its tile. `method='gemm'` is the route whose error stays
-        relative to each output's own window, and float64 `'auto'` always takes it. On every
-        route, a NaN or inf reaches exactly the outputs whose window holds it
+        product) or `'winograd'` (3×3 kernels at stride 1, one group, dilation at most 3). In
+        float32, `'auto'` takes the Winograd route where it applies and the input and output
+        both have 64 channels or more; its error is relative to the largest value in each
+        tile's input window (6×6 pixels of F(4×4), the tile it uses up to 512 input channels)
+        rather than to each output. One pixel of 1e4 among values of 1e-4 puts errors of over
+        100 times their size on the small outputs of its tile. `method='gemm'` is the route
+        whose error stays relative to each output's own window, and float64 `'auto'` always
+        takes it, for accuracy. On every route, a NaN or inf reaches exactly the outputs whose
+        window holds it
 
     Returns
     -------
