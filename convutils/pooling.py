@@ -6,7 +6,7 @@
 __all__ = ['maxpool2D', 'avgpool2D', 'maxpool2D_backward', 'avgpool2D_backward', 'maxpool1D', 'avgpool1D', 'maxpool1D_backward',
            'avgpool1D_backward', 'maxpool3D', 'avgpool3D', 'maxpool3D_backward', 'avgpool3D_backward']
 
-# %% ../nbs/05b_pooling.ipynb #86f03654
+# %% ../nbs/05b_pooling.ipynb #3494d961
 import itertools, math
 from dataclasses import dataclass
 import numpy as np
@@ -14,7 +14,7 @@ from .padding import (check_array, check_flag, check_int, check_out_dims, check_
                                conv_out_len, resolve_pad1D, resolve_pad2D, summing_dtype)
 from .engine import accepts_dask, output_blocks
 
-# %% ../nbs/05b_pooling.ipynb #b47ad8c5
+# %% ../nbs/05b_pooling.ipynb #635064e9
 def per_axis(value,       # an int, or a sequence of one int per spatial axis
              name:str,    # the argument's name, for the error message
              n_axes:int,  # the number of spatial axes
@@ -29,7 +29,7 @@ def per_axis(value,       # an int, or a sequence of one int per spatial axis
         return tuple(check_int(v, f"{name}[{i}]", minimum) for i, v in enumerate(value))
     return (check_int(value, name, minimum),) * n_axes
 
-# %% ../nbs/05b_pooling.ipynb #35ff377a
+# %% ../nbs/05b_pooling.ipynb #7bfb8ee9
 def resolve_pool_pad(pad, in_dims:tuple, pool:tuple, stride:tuple, dilation:tuple) -> tuple:
     "Explicit padding, `(before, after)` per spatial axis in axis order, for any accepted `pad`."
     n_axes = len(in_dims)
@@ -53,7 +53,7 @@ def resolve_pool_pad(pad, in_dims:tuple, pool:tuple, stride:tuple, dilation:tupl
     amounts = tuple(check_int(p, f"pad[{i}]", 0) for i, p in enumerate(pad))
     return amounts if len(amounts) == 2 * n_axes else tuple(p for p in amounts for _ in (0, 1))
 
-# %% ../nbs/05b_pooling.ipynb #406e1a8e
+# %% ../nbs/05b_pooling.ipynb #5c6613c6
 @dataclass(frozen=True)
 class PoolAxis:
     "One spatial axis of a pooling: where its windows are, and which of their taps read the input."
@@ -94,11 +94,11 @@ class PoolAxis:
             taps.append((i, slice(a0 - lo, a1 - lo), slice(first, last + 1, s)))
         return taps
 
-# %% ../nbs/05b_pooling.ipynb #f9e4f159
+# %% ../nbs/05b_pooling.ipynb #2585f23e
 POOL_LAYOUTS = {1: '(n_ex, l_in, in_ch)', 2: '(n_ex, in_rows, in_cols, in_ch)',
                 3: '(n_ex, in_depth, in_rows, in_cols, in_ch)'}
 
-# %% ../nbs/05b_pooling.ipynb #2af6c012
+# %% ../nbs/05b_pooling.ipynb #4c36519c
 def pool_axes(X, pool, stride, pad, dilation, n_axes:int) -> tuple:
     "Check a pooling's arguments; return `X` as an array, and one `PoolAxis` per spatial axis."
     X = check_array(X, 'X', POOL_LAYOUTS[n_axes], numbers=True)
@@ -123,10 +123,10 @@ def pool_axes(X, pool, stride, pad, dilation, n_axes:int) -> tuple:
                 f"has no max and no mean; pad less")
     return X, axes
 
-# %% ../nbs/05b_pooling.ipynb #29f069af
+# %% ../nbs/05b_pooling.ipynb #069db600
 POOL_BYTES = 1 << 20  # result bytes per block: the fastest size measured (2 cores, 1 MiB L2)
 
-# %% ../nbs/05b_pooling.ipynb #9cacab3b
+# %% ../nbs/05b_pooling.ipynb #90e6a941
 def pool_blocks(out_shape:tuple, # the result's shape (n_ex, *out_dims, in_ch)
                 itemsize:int,    # bytes per result element
                 budget:int=None, # bytes per block; None: POOL_BYTES
@@ -137,7 +137,7 @@ def pool_blocks(out_shape:tuple, # the result's shape (n_ex, *out_dims, in_ch)
     windows = max(1, (budget or POOL_BYTES) // max(1, per_window))
     return [(examples, rows) for examples, rows, _ in output_blocks(n_ex, first, 1, windows)]
 
-# %% ../nbs/05b_pooling.ipynb #65f4ebb9
+# %% ../nbs/05b_pooling.ipynb #078b9d4a
 def tap_views(block,      # part of a result: (examples, windows lo..hi, *out_dims[1:], in_ch)
               X_block,    # the input of those examples
               axes:tuple, # the PoolAxis of every spatial axis
@@ -150,14 +150,14 @@ def tap_views(block,      # part of a result: (examples, windows lo..hi, *out_di
         yield (block[(every, *(windows for _, windows, _ in combination))],
                X_block[(every, *(inputs for _, _, inputs in combination))])
 
-# %% ../nbs/05b_pooling.ipynb #14aaf10f
+# %% ../nbs/05b_pooling.ipynb #b2f31827
 def lowest(dtype) -> object:
     "The value no element of `dtype` is below: `-inf`, the smallest integer, or `False`."
     dtype = np.dtype(dtype)
     if dtype.kind == 'f': return -np.inf
     return False if dtype.kind == 'b' else np.iinfo(dtype).min
 
-# %% ../nbs/05b_pooling.ipynb #e220419c
+# %% ../nbs/05b_pooling.ipynb #d396eecc
 def reduce_taps(block, X_block, axes:tuple, rows:slice, ufunc):
     "Overwrite `block` with `ufunc` (`np.maximum` or `np.add`) of its windows' taps on the input."
     views = list(tap_views(block, X_block, axes, rows))
@@ -166,14 +166,14 @@ def reduce_taps(block, X_block, axes:tuple, rows:slice, ufunc):
     else: block.fill(lowest(block.dtype) if ufunc is np.maximum else 0)
     for windows, inputs in views: ufunc(windows, inputs, out=windows)
 
-# %% ../nbs/05b_pooling.ipynb #f07ed057
+# %% ../nbs/05b_pooling.ipynb #8c611977
 def window_counts(axes:tuple, rows:slice) -> np.ndarray:
     "The input elements in each window of a block, shaped `(1, hi - lo, *out_dims[1:], 1)`."
     counts = [axes[0].inputs_per_window(rows.start, rows.stop),
               *(axis.inputs_per_window() for axis in axes[1:])]
     return math.prod(np.ix_(*counts))[None, ..., None]
 
-# %% ../nbs/05b_pooling.ipynb #702a8000
+# %% ../nbs/05b_pooling.ipynb #3c7e9fce
 def pool_forward(X,          # the checked input
                  axes:tuple, # its PoolAxis per spatial axis
                  kind:str,   # 'max' or 'avg'
@@ -190,7 +190,7 @@ def pool_forward(X,          # the checked input
                       else window_counts(axes, rows).astype(dtype))
     return Z
 
-# %% ../nbs/05b_pooling.ipynb #0abb1c46
+# %% ../nbs/05b_pooling.ipynb #02fd0cfb
 def check_pool_dZ(dZ, X, axes:tuple, forward:str) -> np.ndarray:
     "Return `dZ` as an array if it has the shape of `forward`'s output for `X`, else raise."
     dZ = check_array(dZ, 'dZ', None, numbers=True)
@@ -200,7 +200,7 @@ def check_pool_dZ(dZ, X, axes:tuple, forward:str) -> np.ndarray:
                          f"shape {X.shape}), got {dZ.shape}")
     return dZ
 
-# %% ../nbs/05b_pooling.ipynb #c1cb67a0
+# %% ../nbs/05b_pooling.ipynb #837097c7
 def max_pool(X, pool, stride, pad, dilation, n_axes:int) -> np.ndarray:
     "Max pooling over `n_axes` spatial axes: the arguments checked, then the fast route."
     X, axes = pool_axes(X, pool, stride, pad, dilation, n_axes)
@@ -209,13 +209,13 @@ def max_pool(X, pool, stride, pad, dilation, n_axes:int) -> np.ndarray:
                         f"got dtype {X.dtype}")
     return pool_forward(X, axes, 'max')
 
-# %% ../nbs/05b_pooling.ipynb #bc40804a
+# %% ../nbs/05b_pooling.ipynb #287cabfb
 def avg_pool(X, pool, stride, pad, count_pad, n_axes:int) -> np.ndarray:
     "Average pooling over `n_axes` spatial axes: the arguments checked, then the fast route."
     X, axes = pool_axes(X, pool, stride, pad, 0, n_axes)
     return pool_forward(X, axes, 'avg', check_flag(count_pad, 'count_pad'))
 
-# %% ../nbs/05b_pooling.ipynb #be853e32
+# %% ../nbs/05b_pooling.ipynb #0f21d585
 @accepts_dask
 def maxpool2D(X, pool, stride=None, pad=0, dilation=0):
     """Max pooling of an NHWC batch: the largest value of every window, channel by channel.
@@ -241,7 +241,7 @@ def maxpool2D(X, pool, stride=None, pad=0, dilation=0):
     """
     return max_pool(X, pool, stride, pad, dilation, 2)
 
-# %% ../nbs/05b_pooling.ipynb #fba07863
+# %% ../nbs/05b_pooling.ipynb #51629969
 @accepts_dask
 def avgpool2D(X, pool, stride=None, pad=0, *, count_pad=False):
     """Average pooling of an NHWC batch: the mean of every window, channel by channel.
@@ -268,7 +268,7 @@ def avgpool2D(X, pool, stride=None, pad=0, *, count_pad=False):
     """
     return avg_pool(X, pool, stride, pad, count_pad, 2)
 
-# %% ../nbs/05b_pooling.ipynb #46845e85
+# %% ../nbs/05b_pooling.ipynb #6d513799
 def max_pool_grad(dZ, X, axes:tuple) -> np.ndarray:
     "`dX` of max pooling: each window's gradient added onto its first maximum, a block at a time."
     dtype = summing_dtype(dZ, X)
@@ -302,7 +302,7 @@ def max_pool_grad(dZ, X, axes:tuple) -> np.ndarray:
             if not disjoint: dX_block[in_index] += share
     return dX
 
-# %% ../nbs/05b_pooling.ipynb #fad6501a
+# %% ../nbs/05b_pooling.ipynb #3e118ab8
 def avg_pool_grad(dZ, X, axes:tuple, count_pad:bool) -> np.ndarray:
     "`dX` of average pooling: each window's `dZ / count` added onto every input element it reads."
     dtype = summing_dtype(dZ, X)
@@ -314,7 +314,7 @@ def avg_pool_grad(dZ, X, axes:tuple, count_pad:bool) -> np.ndarray:
         for windows, inputs in tap_views(shares, dX[examples], axes, rows): inputs += windows
     return dX
 
-# %% ../nbs/05b_pooling.ipynb #b422ddfb
+# %% ../nbs/05b_pooling.ipynb #d30dd754
 def max_pool_backward(dZ, X, pool, stride, pad, dilation, n_axes:int, forward:str):
     "The gradient of max pooling with respect to `X`: the arguments checked, then the fast route."
     X, axes = pool_axes(X, pool, stride, pad, dilation, n_axes)
@@ -323,14 +323,14 @@ def max_pool_backward(dZ, X, pool, stride, pad, dilation, n_axes:int, forward:st
                         f"got dtype {X.dtype}")
     return max_pool_grad(check_pool_dZ(dZ, X, axes, forward), X, axes)
 
-# %% ../nbs/05b_pooling.ipynb #81913dc6
+# %% ../nbs/05b_pooling.ipynb #d87b410b
 def avg_pool_backward(dZ, X, pool, stride, pad, count_pad, n_axes:int, forward:str):
     "The gradient of average pooling with respect to `X`: the arguments checked, then the route."
     X, axes = pool_axes(X, pool, stride, pad, 0, n_axes)
     count_pad = check_flag(count_pad, 'count_pad')
     return avg_pool_grad(check_pool_dZ(dZ, X, axes, forward), X, axes, count_pad)
 
-# %% ../nbs/05b_pooling.ipynb #1af5ee77
+# %% ../nbs/05b_pooling.ipynb #3e0d4f21
 @accepts_dask
 def maxpool2D_backward(dZ, X, pool, stride=None, pad=0, dilation=0):
     """Gradient `dX` of `maxpool2D(X, pool, stride, pad, dilation)` from its output gradient `dZ`.
@@ -353,7 +353,7 @@ def maxpool2D_backward(dZ, X, pool, stride=None, pad=0, dilation=0):
     """
     return max_pool_backward(dZ, X, pool, stride, pad, dilation, 2, 'maxpool2D')
 
-# %% ../nbs/05b_pooling.ipynb #dc77292d
+# %% ../nbs/05b_pooling.ipynb #c52fd561
 @accepts_dask
 def avgpool2D_backward(dZ, X, pool, stride=None, pad=0, *, count_pad=False):
     """Gradient `dX` of `avgpool2D(X, pool, stride, pad, count_pad=...)` from its output gradient.
@@ -376,7 +376,7 @@ def avgpool2D_backward(dZ, X, pool, stride=None, pad=0, *, count_pad=False):
     """
     return avg_pool_backward(dZ, X, pool, stride, pad, count_pad, 2, 'avgpool2D')
 
-# %% ../nbs/05b_pooling.ipynb #f9a22cd4
+# %% ../nbs/05b_pooling.ipynb #28d000b8
 @accepts_dask
 def maxpool1D(X, pool, stride=None, pad=0, dilation=0):
     """Max pooling of a batch of sequences: the largest value of every window, channel by channel.
@@ -402,7 +402,7 @@ def maxpool1D(X, pool, stride=None, pad=0, dilation=0):
     """
     return max_pool(X, pool, stride, pad, dilation, 1)
 
-# %% ../nbs/05b_pooling.ipynb #72913d51
+# %% ../nbs/05b_pooling.ipynb #e164d797
 @accepts_dask
 def avgpool1D(X, pool, stride=None, pad=0, *, count_pad=False):
     """Average pooling of a batch of sequences: the mean of every window, channel by channel.
@@ -428,7 +428,7 @@ def avgpool1D(X, pool, stride=None, pad=0, *, count_pad=False):
     """
     return avg_pool(X, pool, stride, pad, count_pad, 1)
 
-# %% ../nbs/05b_pooling.ipynb #08d33c02
+# %% ../nbs/05b_pooling.ipynb #97f4326d
 @accepts_dask
 def maxpool1D_backward(dZ, X, pool, stride=None, pad=0, dilation=0):
     """Gradient `dX` of `maxpool1D(X, pool, stride, pad, dilation)` from its output gradient `dZ`.
@@ -450,7 +450,7 @@ def maxpool1D_backward(dZ, X, pool, stride=None, pad=0, dilation=0):
     """
     return max_pool_backward(dZ, X, pool, stride, pad, dilation, 1, 'maxpool1D')
 
-# %% ../nbs/05b_pooling.ipynb #fa73c9dc
+# %% ../nbs/05b_pooling.ipynb #130a3215
 @accepts_dask
 def avgpool1D_backward(dZ, X, pool, stride=None, pad=0, *, count_pad=False):
     """Gradient `dX` of `avgpool1D(X, pool, stride, pad, count_pad=...)` from its output gradient.
@@ -472,7 +472,7 @@ def avgpool1D_backward(dZ, X, pool, stride=None, pad=0, *, count_pad=False):
     """
     return avg_pool_backward(dZ, X, pool, stride, pad, count_pad, 1, 'avgpool1D')
 
-# %% ../nbs/05b_pooling.ipynb #896c2d98
+# %% ../nbs/05b_pooling.ipynb #3a48bb9a
 @accepts_dask
 def maxpool3D(X, pool, stride=None, pad=0, dilation=0):
     """Max pooling of a batch of volumes: the largest value of every window, channel by channel.
@@ -500,7 +500,7 @@ def maxpool3D(X, pool, stride=None, pad=0, dilation=0):
     """
     return max_pool(X, pool, stride, pad, dilation, 3)
 
-# %% ../nbs/05b_pooling.ipynb #b51b4ec0
+# %% ../nbs/05b_pooling.ipynb #90cfd9aa
 @accepts_dask
 def avgpool3D(X, pool, stride=None, pad=0, *, count_pad=False):
     """Average pooling of a batch of volumes: the mean of every window, channel by channel.
@@ -527,7 +527,7 @@ def avgpool3D(X, pool, stride=None, pad=0, *, count_pad=False):
     """
     return avg_pool(X, pool, stride, pad, count_pad, 3)
 
-# %% ../nbs/05b_pooling.ipynb #4385f2db
+# %% ../nbs/05b_pooling.ipynb #e72fbe69
 @accepts_dask
 def maxpool3D_backward(dZ, X, pool, stride=None, pad=0, dilation=0):
     """Gradient `dX` of `maxpool3D(X, pool, stride, pad, dilation)` from its output gradient `dZ`.
@@ -550,7 +550,7 @@ def maxpool3D_backward(dZ, X, pool, stride=None, pad=0, dilation=0):
     """
     return max_pool_backward(dZ, X, pool, stride, pad, dilation, 3, 'maxpool3D')
 
-# %% ../nbs/05b_pooling.ipynb #fcb0991f
+# %% ../nbs/05b_pooling.ipynb #e3d30c48
 @accepts_dask
 def avgpool3D_backward(dZ, X, pool, stride=None, pad=0, *, count_pad=False):
     """Gradient `dX` of `avgpool3D(X, pool, stride, pad, count_pad=...)` from its output gradient.
