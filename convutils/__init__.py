@@ -19,7 +19,9 @@ from .batching import *
 from .batching import __all__ as _batching_all
 from .backward import *
 from .backward import __all__ as _backward_all
+from .pooling import *
+from .pooling import __all__ as _pooling_all
 
 # %% ../nbs/99_init.ipynb #ee141217
 __all__ = [*_padding_all, *_im2col_all, *_convolution_all, *_initializers_all, *_batching_all,
-           *_backward_all]
+           *_backward_all, *_pooling_all]

@@ -4,7 +4,9 @@
 
 # %% auto #0
 __all__ = ['DASK_WORKLOAD', 'conv2D', 'conv1D', 'deconv2D', 'conv2D_backward', 'conv1D_backward', 'deconv2D_backward',
-           'bench_dask', 'format_bench_dask']
+           'bench_dask', 'format_bench_dask', 'maxpool1D', 'maxpool2D', 'maxpool3D', 'avgpool1D', 'avgpool2D',
+           'avgpool3D', 'maxpool1D_backward', 'maxpool2D_backward', 'maxpool3D_backward', 'avgpool1D_backward',
+           'avgpool2D_backward', 'avgpool3D_backward']
 
 # %% ../nbs/08_scaleout.ipynb #d5463f01
 import math, operator, time
@@ -404,3 +406,242 @@ def format_bench_dask(results:dict) -> str:
                      f"{results['cluster_ratio']:9.2f}   peak per worker {peaks} MiB "
                      f"(limits {limits})")
     return '\n'.join(lines)
+
+# %% ../nbs/08_scaleout.ipynb #116b6157
+def _pooled(numpy_fn,      # the NumPy function, e.g. convutils.maxpool2D
+            batched:dict,  # its arrays, all with examples first, by name: {'dZ': dZ, 'X': X}
+            *args, **kwargs): # the other arguments, passed on as they are
+    "Lazy `numpy_fn(*batched arrays, *args)`: one task per chunk of examples, the arrays alike."
+    for name, a in batched.items():
+        if isinstance(a, da.Array) and any(math.isnan(n) for n in a.shape):
+            raise ValueError(f"{name} has unknown chunk sizes, shape {a.shape}: "
+                             f"call {name}.compute_chunk_sizes() first")
+    arrays = list(batched.values())
+    try:
+        if len({_shape(a)[:1] for a in arrays}) > 1: raise ValueError("the batch sizes differ")
+        empty = numpy_fn(*(_stand_in(a, 0) for a in arrays), *args, **kwargs)
+    except (ValueError, TypeError):
+        numpy_fn(*map(_stand_in, arrays), *args, **kwargs)  # names the real shapes
+        raise
+    batch_chunks = next((a.chunks[0] for a in reversed(arrays) if isinstance(a, da.Array)),
+                        (_shape(arrays[0])[0],))
+    arrays = [_batch_chunked(a, batch_chunks) for a in arrays]
+    return da.map_blocks(numpy_fn, *arrays, *args, dtype=empty.dtype, meta=empty,
+                         chunks=(batch_chunks, *empty.shape[1:]), **kwargs)
+
+# %% ../nbs/08_scaleout.ipynb #42d62941
+def maxpool1D(X, pool, stride=None, pad=0, dilation=0):
+    """`convutils.maxpool1D` on a Dask array: a lazy result, one task per chunk of examples.
+
+    Parameters
+    ----------
+    X : dask.array.Array
+        input `(n_ex, l_in, in_ch)`, chunked along the examples in any way
+    pool, stride, pad, dilation
+        as in `convutils.maxpool1D`
+
+    Returns
+    -------
+    Z : dask.array.Array
+        lazy output, chunked like `X` along the examples
+    """
+    return _pooled(convutils.maxpool1D, dict(X=X), pool, stride, pad, dilation)
+
+def maxpool2D(X, pool, stride=None, pad=0, dilation=0):
+    """`convutils.maxpool2D` on a Dask array: a lazy result, one task per chunk of examples.
+
+    Parameters
+    ----------
+    X : dask.array.Array
+        input `(n_ex, in_rows, in_cols, in_ch)`, chunked along the examples in any way
+    pool, stride, pad, dilation
+        as in `convutils.maxpool2D`
+
+    Returns
+    -------
+    Z : dask.array.Array
+        lazy output, chunked like `X` along the examples
+    """
+    return _pooled(convutils.maxpool2D, dict(X=X), pool, stride, pad, dilation)
+
+def maxpool3D(X, pool, stride=None, pad=0, dilation=0):
+    """`convutils.maxpool3D` on a Dask array: a lazy result, one task per chunk of examples.
+
+    Parameters
+    ----------
+    X : dask.array.Array
+        input `(n_ex, in_depth, in_rows, in_cols, in_ch)`, chunked along the examples in any way
+    pool, stride, pad, dilation
+        as in `convutils.maxpool3D`
+
+    Returns
+    -------
+    Z : dask.array.Array
+        lazy output, chunked like `X` along the examples
+    """
+    return _pooled(convutils.maxpool3D, dict(X=X), pool, stride, pad, dilation)
+
+# %% ../nbs/08_scaleout.ipynb #a6229fb3
+def avgpool1D(X, pool, stride=None, pad=0, *, count_pad=False):
+    """`convutils.avgpool1D` on a Dask array: a lazy result, one task per chunk of examples.
+
+    Parameters
+    ----------
+    X : dask.array.Array
+        input `(n_ex, l_in, in_ch)`, chunked along the examples in any way
+    pool, stride, pad, count_pad
+        as in `convutils.avgpool1D`
+
+    Returns
+    -------
+    Z : dask.array.Array
+        lazy output, chunked like `X` along the examples
+    """
+    return _pooled(convutils.avgpool1D, dict(X=X), pool, stride, pad, count_pad=count_pad)
+
+def avgpool2D(X, pool, stride=None, pad=0, *, count_pad=False):
+    """`convutils.avgpool2D` on a Dask array: a lazy result, one task per chunk of examples.
+
+    Parameters
+    ----------
+    X : dask.array.Array
+        input `(n_ex, in_rows, in_cols, in_ch)`, chunked along the examples in any way
+    pool, stride, pad, count_pad
+        as in `convutils.avgpool2D`
+
+    Returns
+    -------
+    Z : dask.array.Array
+        lazy output, chunked like `X` along the examples
+    """
+    return _pooled(convutils.avgpool2D, dict(X=X), pool, stride, pad, count_pad=count_pad)
+
+def avgpool3D(X, pool, stride=None, pad=0, *, count_pad=False):
+    """`convutils.avgpool3D` on a Dask array: a lazy result, one task per chunk of examples.
+
+    Parameters
+    ----------
+    X : dask.array.Array
+        input `(n_ex, in_depth, in_rows, in_cols, in_ch)`, chunked along the examples in any way
+    pool, stride, pad, count_pad
+        as in `convutils.avgpool3D`
+
+    Returns
+    -------
+    Z : dask.array.Array
+        lazy output, chunked like `X` along the examples
+    """
+    return _pooled(convutils.avgpool3D, dict(X=X), pool, stride, pad, count_pad=count_pad)
+
+# %% ../nbs/08_scaleout.ipynb #197d056f
+def maxpool1D_backward(dZ, X, pool, stride=None, pad=0, dilation=0):
+    """`convutils.maxpool1D_backward` on Dask arrays: a lazy `dX`, one task per chunk of examples.
+
+    Parameters
+    ----------
+    dZ, X : dask.array.Array
+        output gradient `(n_ex, l_out, in_ch)` and forward input `(n_ex, l_in, in_ch)`; `dZ` is
+        rechunked along the examples like `X`
+    pool, stride, pad, dilation
+        as in `convutils.maxpool1D_backward`
+
+    Returns
+    -------
+    dX : dask.array.Array
+        lazy gradient of `X`'s shape and chunks along the examples
+    """
+    return _pooled(convutils.maxpool1D_backward, dict(dZ=dZ, X=X), pool, stride, pad, dilation)
+
+def maxpool2D_backward(dZ, X, pool, stride=None, pad=0, dilation=0):
+    """`convutils.maxpool2D_backward` on Dask arrays: a lazy `dX`, one task per chunk of examples.
+
+    Parameters
+    ----------
+    dZ, X : dask.array.Array
+        output gradient `(n_ex, out_rows, out_cols, in_ch)` and forward input
+        `(n_ex, in_rows, in_cols, in_ch)`; `dZ` is rechunked along the examples like `X`
+    pool, stride, pad, dilation
+        as in `convutils.maxpool2D_backward`
+
+    Returns
+    -------
+    dX : dask.array.Array
+        lazy gradient of `X`'s shape and chunks along the examples
+    """
+    return _pooled(convutils.maxpool2D_backward, dict(dZ=dZ, X=X), pool, stride, pad, dilation)
+
+def maxpool3D_backward(dZ, X, pool, stride=None, pad=0, dilation=0):
+    """`convutils.maxpool3D_backward` on Dask arrays: a lazy `dX`, one task per chunk of examples.
+
+    Parameters
+    ----------
+    dZ, X : dask.array.Array
+        output gradient `(n_ex, out_depth, out_rows, out_cols, in_ch)` and forward input
+        `(n_ex, in_depth, in_rows, in_cols, in_ch)`; `dZ` is rechunked like `X`
+    pool, stride, pad, dilation
+        as in `convutils.maxpool3D_backward`
+
+    Returns
+    -------
+    dX : dask.array.Array
+        lazy gradient of `X`'s shape and chunks along the examples
+    """
+    return _pooled(convutils.maxpool3D_backward, dict(dZ=dZ, X=X), pool, stride, pad, dilation)
+
+# %% ../nbs/08_scaleout.ipynb #cb29bc3a
+def avgpool1D_backward(dZ, X, pool, stride=None, pad=0, *, count_pad=False):
+    """`convutils.avgpool1D_backward` on Dask arrays: a lazy `dX`, one task per chunk of examples.
+
+    Parameters
+    ----------
+    dZ, X : dask.array.Array
+        output gradient `(n_ex, l_out, in_ch)` and forward input `(n_ex, l_in, in_ch)`; `dZ` is
+        rechunked along the examples like `X`
+    pool, stride, pad, count_pad
+        as in `convutils.avgpool1D_backward`
+
+    Returns
+    -------
+    dX : dask.array.Array
+        lazy gradient of `X`'s shape and chunks along the examples
+    """
+    return _pooled(convutils.avgpool1D_backward, dict(dZ=dZ, X=X), pool, stride, pad,
+                   count_pad=count_pad)
+
+def avgpool2D_backward(dZ, X, pool, stride=None, pad=0, *, count_pad=False):
+    """`convutils.avgpool2D_backward` on Dask arrays: a lazy `dX`, one task per chunk of examples.
+
+    Parameters
+    ----------
+    dZ, X : dask.array.Array
+        output gradient `(n_ex, out_rows, out_cols, in_ch)` and forward input
+        `(n_ex, in_rows, in_cols, in_ch)`; `dZ` is rechunked along the examples like `X`
+    pool, stride, pad, count_pad
+        as in `convutils.avgpool2D_backward`
+
+    Returns
+    -------
+    dX : dask.array.Array
+        lazy gradient of `X`'s shape and chunks along the examples
+    """
+    return _pooled(convutils.avgpool2D_backward, dict(dZ=dZ, X=X), pool, stride, pad,
+                   count_pad=count_pad)
+
+def avgpool3D_backward(dZ, X, pool, stride=None, pad=0, *, count_pad=False):
+    """`convutils.avgpool3D_backward` on Dask arrays: a lazy `dX`, one task per chunk of examples.
+
+    Parameters
+    ----------
+    dZ, X : dask.array.Array
+        output gradient `(n_ex, out_depth, out_rows, out_cols, in_ch)` and forward input
+        `(n_ex, in_depth, in_rows, in_cols, in_ch)`; `dZ` is rechunked like `X`
+    pool, stride, pad, count_pad
+        as in `convutils.avgpool3D_backward`
+
+    Returns
+    -------
+    dX : dask.array.Array
+        lazy gradient of `X`'s shape and chunks along the examples
+    """
+    return _pooled(convutils.avgpool3D_backward, dict(dZ=dZ, X=X), pool, stride, pad,
+                   count_pad=count_pad)
