@@ -125,6 +125,7 @@ def block_layouts(g:ConvGeometry) -> list:
 def _fills(g:ConvGeometry, row_src, col_src) -> list:
     "The copies that fill the padded block: `[(index into the block, index into the input)]`."
     (in_rows, in_cols), (used_rows, used_cols), (top, _, left, _) = g.in_dims, g.span, g.pad
+    top, left = min(top, used_rows), min(left, used_cols)  # a pad beyond the span: padding only
     # the input rows and columns that some window reads
     copy_rows = max(0, min(in_rows, used_rows - top))
     copy_cols = max(0, min(in_cols, used_cols - left))
@@ -180,12 +181,17 @@ def column_blocks(X,                # input (n_ex, in_rows, in_cols, in_ch), unp
     (kernel_rows, kernel_cols), (out_rows, out_cols) = g.kernel, g.out_dims
     n_taps = kernel_rows * kernel_cols * in_ch
     if n_ex == 0: return
-    if positions is None:  # a few MiB, and never more than half the output's size
-        budget = min(COLUMN_BYTES, math.prod(g.out_shape) * dtype.itemsize // 2)
-        positions = max(MIN_POSITIONS, budget // (n_taps * dtype.itemsize))
-    blocks = output_blocks(n_ex, out_rows, out_cols, positions)
     (row_src, row_stride, row_dil, used_rows), (col_src, col_stride, col_dil, used_cols) = \
         block_layouts(g)
+    half_output = math.prod(g.out_shape) * dtype.itemsize // 2
+    if positions is None:  # a few MiB, and never more than half the output's size
+        budget = min(COLUMN_BYTES, half_output)
+        positions = max(MIN_POSITIONS, budget // (n_taps * dtype.itemsize))
+    per_example = out_rows * out_cols
+    if positions >= per_example:  # whole examples: their padded block within half the output too
+        padded_bytes = used_rows * used_cols * in_ch * dtype.itemsize
+        positions = min(positions, per_example * max(1, half_output // padded_bytes))
+    blocks = output_blocks(n_ex, out_rows, out_cols, positions)
     max_positions = max(len(range(n_ex)[e]) * len(range(out_rows)[r]) * len(range(out_cols)[c])
                         for e, r, c in blocks)
     few, groups = in_ch < FEW_CHANNELS and g.groups == 1, g.groups
@@ -296,20 +302,18 @@ def add_taps(acc,      # the accumulator (A0, rows, cols, A3), overwritten
             ):
     "Overwrite `acc` with the sum of the `taps` (any iterable), each added onto a part of it."
     row_stride, col_stride = _per_axis(stride)
-    taps = iter(taps)
-    first = next(taps, None)
-    if first is None: acc.fill(0); return
-    row, col, values = first
-    if (row_stride, col_stride, row, col) == (1, 1, 0, 0):  # copy the first tap, not add it to 0
-        rows, cols = values.shape[1:3]
-        acc[:, :rows, :cols] = values
-        acc[:, rows:], acc[:, :rows, cols:] = 0, 0
-    else:
-        acc.fill(0)
-        taps = itertools.chain([first], taps)
+    written = False
     for row, col, values in taps:
         rows, cols = values.shape[1:3]
-        acc[:, row::row_stride, col::col_stride][:, :rows, :cols] += values
+        if not written and (row_stride, col_stride, row, col) == (1, 1, 0, 0):
+            acc[:, :rows, :cols] = values  # a first tap at the corner is copied, not added to 0
+            acc[:, rows:], acc[:, :rows, cols:] = 0, 0
+        else:
+            if not written: acc.fill(0)
+            acc[:, row::row_stride, col::col_stride][:, :rows, :cols] += values
+        written = True
+        del values  # before the next tap is made: one tap's values at a time
+    if not written: acc.fill(0)
 
 # %% ../nbs/05_engine.ipynb #26a76038
 def _phase_range(phase, full, crop_before, crop_after, stride):
@@ -344,6 +348,7 @@ def _stamps(dZ, taps, kept_rows, kept_cols, buffer):
             stamp = np.matmul(piece.transpose(1, 0, 2), W_T).transpose(1, 0, 2)
             stamp = stamp.reshape(n_ex, a1 - a0, b1 - b0, -1)
         yield shift_rows + a0 - kept_rows[0], shift_cols + b0 - kept_cols[0], stamp
+        del stamp  # before the next is made: one tap's stamps at a time
 
 # %% ../nbs/05_engine.ipynb #e905e776
 def _add_stamps(dZ, W, g:ConvGeometry, axes=None) -> np.ndarray:
