@@ -159,10 +159,10 @@ def read_block(X,              # input (n_ex, in_rows, in_cols, in_ch), unpadded
               ) -> tuple:
     "The padded block of `X` that `g`'s windows read, in `X`'s dtype, and `(strides, dilations)`."
     (row_src, row_stride, row_dil, rows), (col_src, col_stride, col_dil, cols) = block_layouts(g)
-    if channels_first:
-        block = np.zeros((g.in_ch, rows, cols, g.n_ex), X.dtype)
-        by_example = block.transpose(3, 1, 2, 0)
-    else: block = by_example = np.zeros((g.n_ex, rows, cols, g.in_ch), X.dtype)
+    shape = (g.in_ch, rows, cols, g.n_ex) if channels_first else (g.n_ex, rows, cols, g.in_ch)
+    # zeros as np.pad writes them, in any dtype ('0' in strings)
+    block = np.zeros(shape, X.dtype) if X.dtype.kind in 'biufc' else np.full(shape, 0, X.dtype)
+    by_example = block.transpose(3, 1, 2, 0) if channels_first else block
     for into, take in _fills(g, row_src, col_src): by_example[into] = X[take]
     return block, ((row_stride, col_stride), (row_dil, col_dil))
 
@@ -463,12 +463,19 @@ def _padded_adjoint(dZ, W, g:ConvGeometry, forward) -> np.ndarray:
     own = [any(isinstance(px, slice) for *_, px in parts) for parts in (row_parts, col_parts)]
     zero_padded = dataclasses.replace(g, pad_mode='constant')  # the input's own pixels only
     dX = conv_adjoint(dZ, W, zero_padded, forward) if all(own) else np.zeros(g.in_shape, dZ.dtype)
-    (_, row_stride, row_dil, _), (_, col_stride, col_dil, _) = layouts
+    (_, row_stride, row_dil, rows_used), (_, col_stride, col_dil, cols_used) = layouts
     for (row_first, row_stop, rows), (col_first, col_stop, cols) in itertools.product(
             row_parts, col_parts):
         if isinstance(rows, slice) and isinstance(cols, slice): continue  # in dX already
-        D = _add_stamps(dZ, W, g, [(row_stride, row_dil + 1, row_first, row_stop),
-                                   (col_stride, col_dil + 1, col_first, col_stop)])
+        if (rows_used, cols_used) == g.span:  # a part of the padded input: its zero-padded adjoint
+            part = dataclasses.replace(zero_padded, in_dims=(row_stop - row_first,
+                                                             col_stop - col_first),
+                                       pad=(row_first, rows_used - row_stop,
+                                            col_first, cols_used - col_stop))
+            D = conv_adjoint(dZ, W, part, forward)
+        else:  # a compact axis: the stamps on the block as it is stored
+            D = _add_stamps(dZ, W, g, [(row_stride, row_dil + 1, row_first, row_stop),
+                                       (col_stride, col_dil + 1, col_first, col_stop)])
         fold_padding(D, rows, cols, dX)
     return dX
 
