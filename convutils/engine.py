@@ -4,8 +4,9 @@
 
 # %% auto #0
 __all__ = ['COLUMN_BYTES', 'MIN_POSITIONS', 'FEW_CHANNELS', 'CONV_ROUTE_CHANNELS', 'strided_windows', 'output_blocks',
-           'alias_free_shift', 'copy_deltas', 'workspace', 'axis_layout', 'column_blocks', 'conv_forward',
-           'depthwise_forward', 'kernel_grad', 'add_taps', 'fold_padding', 'conv_adjoint', 'accepts_dask']
+           'alias_free_shift', 'copy_deltas', 'workspace', 'axis_layout', 'block_layouts', 'read_block',
+           'column_blocks', 'conv_forward', 'depthwise_forward', 'kernel_grad', 'add_taps', 'fold_padding',
+           'block_parts', 'conv_adjoint', 'accepts_dask']
 
 # %% ../nbs/05_engine.ipynb #4a9409bd
 import dataclasses, functools, itertools, math
@@ -103,19 +104,28 @@ def axis_layout(in_len:int, pad_before:int, out:int, k:int, stride:int, dilation
                 mode:str='constant') -> tuple:
     "How an axis of the padded block is stored: `(source pixels or None, stride, dilation, length)`"
     span = conv_span(out, k, stride, dilation)
+    period = 2 * in_len * (2 * in_len - 2) or 2  # every mode repeats with it, 'edge' aside
     if k * out >= span:  # the span itself; None: input pixels in order, zeros around them
         if mode == 'constant': return None, stride, dilation, span
-        return mode_index(np.arange(span) - pad_before, in_len, mode), stride, dilation, span
+        # a pad beyond the span clips ('edge') or shifts by whole periods: keep the numbers small
+        before = min(pad_before, span + 1) if mode == 'edge' else pad_before % period
+        return mode_index(np.arange(span) - before, in_len, mode), stride, dilation, span
     rows = [a * stride + i * (dilation + 1) - pad_before for i in range(k) for a in range(out)]
-    period = 2 * in_len * (2 * in_len - 2) or 2  # every mode repeats with it, 'edge' aside
     reduced = [max(-1, min(r, in_len)) if mode in ('constant', 'edge') else r % period
                for r in rows]
     return mode_index(reduced, in_len, mode), 1, out - 1, k * out
+
+# %% ../nbs/05_engine.ipynb #49a7e4d8
+def block_layouts(g:ConvGeometry) -> list:
+    "Each spatial axis's `axis_layout`: how the padded block of `g` stores what the windows read."
+    return [axis_layout(n, g.pad[2 * axis], o, k, g.stride, g.dilation, g.pad_mode)
+            for axis, (n, o, k) in enumerate(zip(g.in_dims, g.out_dims, g.kernel))]
 
 # %% ../nbs/05_engine.ipynb #4b61ab53
 def _fills(g:ConvGeometry, row_src, col_src) -> list:
     "The copies that fill the padded block: `[(index into the block, index into the input)]`."
     (in_rows, in_cols), (used_rows, used_cols), (top, _, left, _) = g.in_dims, g.span, g.pad
+    top, left = min(top, used_rows), min(left, used_cols)  # a pad beyond the span: padding only
     # the input rows and columns that some window reads
     copy_rows = max(0, min(in_rows, used_rows - top))
     copy_cols = max(0, min(in_cols, used_cols - left))
@@ -142,6 +152,20 @@ def _fills(g:ConvGeometry, row_src, col_src) -> list:
     return [((every, into_rows[:, None], into_cols[None]),
              (every, from_rows[:, None], from_cols[None]))]
 
+# %% ../nbs/05_engine.ipynb #58ebf037
+def read_block(X,              # input (n_ex, in_rows, in_cols, in_ch), unpadded
+               g:ConvGeometry, # the convolution's geometry (2-D)
+               channels_first:bool=False, # store the block as (in_ch, rows, cols, n_ex)
+              ) -> tuple:
+    "The padded block of `X` that `g`'s windows read, in `X`'s dtype, and `(strides, dilations)`."
+    (row_src, row_stride, row_dil, rows), (col_src, col_stride, col_dil, cols) = block_layouts(g)
+    shape = (g.in_ch, rows, cols, g.n_ex) if channels_first else (g.n_ex, rows, cols, g.in_ch)
+    # zeros as np.pad writes them, in any dtype ('0' in strings)
+    block = np.zeros(shape, X.dtype) if X.dtype.kind in 'biufc' else np.full(shape, 0, X.dtype)
+    by_example = block.transpose(3, 1, 2, 0) if channels_first else block
+    for into, take in _fills(g, row_src, col_src): by_example[into] = X[take]
+    return block, ((row_stride, col_stride), (row_dil, col_dil))
+
 # %% ../nbs/05_engine.ipynb #45e89fe0
 def column_blocks(X,                # input (n_ex, in_rows, in_cols, in_ch), unpadded
                   g:ConvGeometry,   # the convolution's geometry (2-D)
@@ -157,13 +181,17 @@ def column_blocks(X,                # input (n_ex, in_rows, in_cols, in_ch), unp
     (kernel_rows, kernel_cols), (out_rows, out_cols) = g.kernel, g.out_dims
     n_taps = kernel_rows * kernel_cols * in_ch
     if n_ex == 0: return
+    (row_src, row_stride, row_dil, used_rows), (col_src, col_stride, col_dil, used_cols) = \
+        block_layouts(g)
+    half_output = math.prod(g.out_shape) * dtype.itemsize // 2
     if positions is None:  # a few MiB, and never more than half the output's size
-        budget = min(COLUMN_BYTES, math.prod(g.out_shape) * dtype.itemsize // 2)
+        budget = min(COLUMN_BYTES, half_output)
         positions = max(MIN_POSITIONS, budget // (n_taps * dtype.itemsize))
+    per_example = out_rows * out_cols
+    if positions >= per_example:  # whole examples: their padded block within half the output too
+        padded_bytes = used_rows * used_cols * in_ch * dtype.itemsize
+        positions = min(positions, per_example * max(1, half_output // padded_bytes))
     blocks = output_blocks(n_ex, out_rows, out_cols, positions)
-    layouts = [axis_layout(n, g.pad[2 * axis], o, k, g.stride, g.dilation, g.pad_mode)
-               for axis, (n, o, k) in enumerate(zip(g.in_dims, g.out_dims, g.kernel))]
-    (row_src, row_stride, row_dil, used_rows), (col_src, col_stride, col_dil, used_cols) = layouts
     max_positions = max(len(range(n_ex)[e]) * len(range(out_rows)[r]) * len(range(out_cols)[c])
                         for e, r, c in blocks)
     few, groups = in_ch < FEW_CHANNELS and g.groups == 1, g.groups
@@ -268,25 +296,24 @@ def kernel_grad(X,              # the forward input (n_ex, in_rows, in_cols, in_
     return np.ascontiguousarray(dW_T.transpose(2, 0, 1)).reshape(g.W_shape)
 
 # %% ../nbs/05_engine.ipynb #b45bf017
-def add_taps(acc,          # the accumulator (A0, rows, cols, A3), overwritten
-             taps,         # (row, col, values)s: values[:, a, b] adds to acc[:, row+s*a, col+s*b]
-             stride:int=1, # step s between neighbouring values
+def add_taps(acc,      # the accumulator (A0, rows, cols, A3), overwritten
+             taps,     # (row, col, values)s: values[:, a, b] adds to acc[:, row+s*a, col+s*b]
+             stride=1, # step s between neighbouring values: an int, or one per axis
             ):
     "Overwrite `acc` with the sum of the `taps` (any iterable), each added onto a part of it."
-    taps = iter(taps)
-    first = next(taps, None)
-    if first is None: acc.fill(0); return
-    row, col, values = first
-    if stride == 1 and (row, col) == (0, 0):  # copy the first tap rather than add it to zeros
-        rows, cols = values.shape[1:3]
-        acc[:, :rows, :cols] = values
-        acc[:, rows:], acc[:, :rows, cols:] = 0, 0
-    else:
-        acc.fill(0)
-        taps = itertools.chain([first], taps)
+    row_stride, col_stride = _per_axis(stride)
+    written = False
     for row, col, values in taps:
         rows, cols = values.shape[1:3]
-        acc[:, row::stride, col::stride][:, :rows, :cols] += values
+        if not written and (row_stride, col_stride, row, col) == (1, 1, 0, 0):
+            acc[:, :rows, :cols] = values  # a first tap at the corner is copied, not added to 0
+            acc[:, rows:], acc[:, :rows, cols:] = 0, 0
+        else:
+            if not written: acc.fill(0)
+            acc[:, row::row_stride, col::col_stride][:, :rows, :cols] += values
+        written = True
+        del values  # before the next tap is made: one tap's values at a time
+    if not written: acc.fill(0)
 
 # %% ../nbs/05_engine.ipynb #26a76038
 def _phase_range(phase, full, crop_before, crop_after, stride):
@@ -305,47 +332,61 @@ def _stamps(dZ, taps, kept_rows, kept_cols, buffer):
     "Yield each tap's stamps `dZ @ W[i, j].T` that land in the kept part of its phase, in turn."
     n_ex, out_rows, out_cols, out_ch = dZ.shape
     for shift_rows, shift_cols, W_T in taps:  # phase row p = shift + output row a; W_T per group
-        groups = len(W_T)
+        groups, group_out, group_in = W_T.shape
         a0, a1 = max(0, kept_rows[0] - shift_rows), min(out_rows, kept_rows[1] - shift_rows)
         b0, b1 = max(0, kept_cols[0] - shift_cols), min(out_cols, kept_cols[1] - shift_cols)
         if a1 <= a0 or b1 <= b0: continue
+        piece = dZ[:, a0:a1, b0:b1]
         if groups == 1 and 2 * (a1 - a0) * (b1 - b0) >= out_rows * out_cols:  # all of dZ, in place
-            np.matmul(dZ.reshape(-1, out_ch), W_T[0], out=buffer)
-            stamp = buffer.reshape(n_ex, out_rows, out_cols, -1)[:, a0:a1, b0:b1]
+            stamp = np.matmul(dZ.reshape(-1, out_ch), W_T[0], out=buffer())
+            stamp = stamp.reshape(n_ex, out_rows, out_cols, -1)[:, a0:a1, b0:b1]
+        elif group_in == 1:  # one input channel per group: its outputs scaled and summed
+            by_group = piece.reshape(*piece.shape[:3], groups, group_out)
+            stamp = np.einsum('...gm,gm->...g', by_group, W_T[..., 0])
         else:  # the part that lands, one product per group
-            piece = np.ascontiguousarray(dZ[:, a0:a1, b0:b1]).reshape(-1, groups, out_ch // groups)
+            piece = np.ascontiguousarray(piece).reshape(-1, groups, out_ch // groups)
             stamp = np.matmul(piece.transpose(1, 0, 2), W_T).transpose(1, 0, 2)
             stamp = stamp.reshape(n_ex, a1 - a0, b1 - b0, -1)
         yield shift_rows + a0 - kept_rows[0], shift_cols + b0 - kept_cols[0], stamp
+        del stamp  # before the next is made: one tap's stamps at a time
 
 # %% ../nbs/05_engine.ipynb #e905e776
-def _add_stamps(dZ, W, g:ConvGeometry) -> np.ndarray:
-    "Lay every pixel of `dZ` onto `g`'s input as stamps of `W`, a phase and a tap at a time."
+def _add_stamps(dZ, W, g:ConvGeometry, axes=None) -> np.ndarray:
+    """Lay every pixel of `dZ` onto `g`'s input as stamps of `W`, a phase and a tap at a time.
+
+    `axes` holds, per spatial axis, `(stride, step, first, stop)`: windows `stride` apart, taps
+    `step` apart, and the padded positions `[first, stop)` to return; by default `g`'s input."""
     kernel_rows, kernel_cols = g.kernel
-    stride, step = g.stride, g.dilation + 1
-    (full_rows, full_cols), (in_rows, in_cols) = g.span, g.in_dims
     n_ex, out_rows, out_cols, out_ch = g.out_shape
-    top, _, left, _ = g.pad
-    bottom, right = full_rows - top - in_rows, full_cols - left - in_cols  # < 0: rows never read
+    if axes is None:
+        axes = [(g.stride, g.dilation + 1, before, before + n)
+                for n, before in zip(g.in_dims, g.pad[::2])]
+    (row_stride, row_step, top, row_end), (col_stride, col_step, left, col_end) = axes
+    full_rows = row_stride * (out_rows - 1) + row_step * (kernel_rows - 1) + 1
+    full_cols = col_stride * (out_cols - 1) + col_step * (kernel_cols - 1) + 1
+    bottom, right = full_rows - row_end, full_cols - col_end  # < 0: rows never read
     # each tap's kernels as (groups, out_ch/groups, in_ch/groups): W[i, j].T, group by group
     per_group = W.reshape(kernel_rows, kernel_cols, -1, g.groups, out_ch // g.groups)
     per_group = np.ascontiguousarray(per_group.transpose(0, 1, 3, 4, 2))  # BLAS reads it as is
     phases = {}  # (row phase, col phase) -> its taps: at most kr*kc phases, whatever the stride
     for i in range(kernel_rows):
         for j in range(kernel_cols):
-            phases.setdefault((i * step % stride, j * step % stride), []).append(
-                (i * step // stride, j * step // stride, per_group[i, j]))
-    covered = len(phases) == stride * stride and min(bottom, right) >= 0
-    dX = (np.empty if covered else np.zeros)(g.in_shape, dZ.dtype)
+            phases.setdefault((i * row_step % row_stride, j * col_step % col_stride), []).append(
+                (i * row_step // row_stride, j * col_step // col_stride, per_group[i, j]))
+    covered = len(phases) == row_stride * col_stride and min(bottom, right) >= 0
+    shape = (n_ex, row_end - top, col_end - left, g.in_ch)
+    dX = (np.empty if covered else np.zeros)(shape, dZ.dtype)
     dZ = np.ascontiguousarray(dZ)
-    buffer = np.empty((n_ex * out_rows * out_cols, g.in_ch), dZ.dtype)  # one tap's stamps
+    # one tap's stamps over all of dZ, made only if a tap needs them
+    buffer = functools.cache(lambda: np.empty((n_ex * out_rows * out_cols, g.in_ch), dZ.dtype))
     for (row_phase, col_phase), taps in phases.items():
-        row_first, row_stop, y0 = _phase_range(row_phase, full_rows, top, bottom, stride)
-        col_first, col_stop, x0 = _phase_range(col_phase, full_cols, left, right, stride)
+        row_first, row_stop, y0 = _phase_range(row_phase, full_rows, top, bottom, row_stride)
+        col_first, col_stop, x0 = _phase_range(col_phase, full_cols, left, right, col_stride)
         n_rows, n_cols = row_stop - row_first, col_stop - col_first
         if n_rows <= 0 or n_cols <= 0: continue
-        target = dX[:, _stepped(y0, n_rows, stride), _stepped(x0, n_cols, stride)]
-        acc = target if stride == 1 else np.empty(target.shape, dZ.dtype)  # one phase: dX itself
+        target = dX[:, _stepped(y0, n_rows, row_stride), _stepped(x0, n_cols, col_stride)]
+        one_phase = row_stride == col_stride == 1  # the phase is dX itself
+        acc = target if one_phase else np.empty(target.shape, dZ.dtype)
         add_taps(acc, _stamps(dZ, taps, (row_first, row_stop), (col_first, col_stop), buffer))
         if acc is not target: target[...] = acc
     return dX
@@ -370,20 +411,73 @@ def _flipped_conv(dZ, W, g:ConvGeometry, forward) -> np.ndarray:
 # %% ../nbs/05_engine.ipynb #cbcef8f8
 CONV_ROUTE_CHANNELS = 8  # at stride 1, adjoints with this many channels run as one flipped conv
 
+# %% ../nbs/05_engine.ipynb #c857f126
+def _sum_repeats(D, pixels, axis:int) -> tuple:
+    "The distinct `pixels` (-1s dropped), and `D`'s slices along `axis` summed per pixel."
+    keep = np.flatnonzero(pixels >= 0)
+    order = keep[np.argsort(pixels[keep], kind='stable')]
+    starts = np.flatnonzero(np.diff(pixels[order], prepend=-1))  # where each pixel's run starts
+    if len(starts) == len(pixels): return pixels, D  # each pixel once: nothing to add up
+    if len(starts) == 0: return pixels[:0], None
+    return pixels[order[starts]], np.add.reduceat(np.take(D, order, axis=axis), starts, axis=axis)
+
 # %% ../nbs/05_engine.ipynb #6b4293ff
-def fold_padding(D,              # gradient of the padded input, (n_ex, rows, cols, in_ch)
-                 g:ConvGeometry, # the geometry whose pad and pad_mode made the padded input
+def fold_padding(D,    # gradient of a part of the padded block, (A0, rows, cols, A3)
+                 rows, # the input row each row of D copies: a slice, or an index array (-1: a zero)
+                 cols, # the input column each column of D copies, the same way
+                 into, # the input's gradient (A0, in_rows, in_cols, A3): D is added onto it
                 ) -> np.ndarray:
-    "The adjoint of padding with `g.pad_mode`: padded pixels' gradients added onto their sources."
-    for axis, (n, before) in enumerate(zip(g.in_dims, g.pad[::2]), start=1):
-        positions = np.arange(D.shape[axis])
-        border = np.flatnonzero((positions < before) | (positions >= before + n))
-        folded = np.take(D, np.arange(before, before + n), axis=axis)  # the input's own pixels
-        index = [slice(None)] * D.ndim
-        index[axis] = mode_index(border - before, n, g.pad_mode)
-        np.add.at(folded, tuple(index), np.take(D, border, axis=axis))
-        D = folded
-    return D
+    "The adjoint of padding: each padded pixel's gradient added onto the pixel it copies; `into`."
+    index = [slice(None)]
+    for axis, pixels in [(1, rows), (2, cols)]:
+        if not isinstance(pixels, slice):
+            pixels, D = _sum_repeats(D, np.asarray(pixels), axis)
+            if D is None: return into  # every pixel a zero
+        index.append(pixels)
+    if not isinstance(index[1], slice) and not isinstance(index[2], slice):
+        index[1] = index[1][:, None]  # every row with every column
+    into[tuple(index)] += D
+    return into
+
+# %% ../nbs/05_engine.ipynb #14d0435e
+def block_parts(g:ConvGeometry, # the convolution's geometry (2-D)
+                layouts,        # its `block_layouts`
+               ) -> list:
+    "Per axis, the parts of the padded block and the input pixels they hold: `[(first, stop, px)]`"
+    parts = []
+    for (src, _, _, length), n, before, span in zip(layouts, g.in_dims, g.pad[::2], g.span):
+        if length != span:  # a compact axis: every pixel by its index
+            parts.append([(0, length, src)]); continue
+        first, stop = min(before, length), min(before + n, length)  # the input's own pixels
+        axis = [(first, stop, slice(0, stop - first))] if stop > first else []
+        if src is not None:  # a mode that copies pixels: the borders, by index
+            axis += [(a, b, src[a:b]) for a, b in [(0, first), (stop, length)] if b > a]
+        parts.append(axis)
+    return parts
+
+# %% ../nbs/05_engine.ipynb #a392f338
+def _padded_adjoint(dZ, W, g:ConvGeometry, forward) -> np.ndarray:
+    "`conv_adjoint` with a pad mode: the zero-padded adjoint, plus the other parts folded back."
+    layouts = block_layouts(g)
+    row_parts, col_parts = block_parts(g, layouts)
+    own = [any(isinstance(px, slice) for *_, px in parts) for parts in (row_parts, col_parts)]
+    zero_padded = dataclasses.replace(g, pad_mode='constant')  # the input's own pixels only
+    dX = conv_adjoint(dZ, W, zero_padded, forward) if all(own) else np.zeros(g.in_shape, dZ.dtype)
+    (_, row_stride, row_dil, rows_used), (_, col_stride, col_dil, cols_used) = layouts
+    for (row_first, row_stop, rows), (col_first, col_stop, cols) in itertools.product(
+            row_parts, col_parts):
+        if isinstance(rows, slice) and isinstance(cols, slice): continue  # in dX already
+        if (rows_used, cols_used) == g.span:  # a part of the padded input: its zero-padded adjoint
+            part = dataclasses.replace(zero_padded, in_dims=(row_stop - row_first,
+                                                             col_stop - col_first),
+                                       pad=(row_first, rows_used - row_stop,
+                                            col_first, cols_used - col_stop))
+            D = conv_adjoint(dZ, W, part, forward)
+        else:  # a compact axis: the stamps on the block as it is stored
+            D = _add_stamps(dZ, W, g, [(row_stride, row_dil + 1, row_first, row_stop),
+                                       (col_stride, col_dil + 1, col_first, col_stop)])
+        fold_padding(D, rows, cols, dX)
+    return dX
 
 # %% ../nbs/05_engine.ipynb #5ed9af63
 def conv_adjoint(dZ,             # (n_ex, out_rows, out_cols, out_ch): g.out_shape, result dtype
@@ -392,11 +486,7 @@ def conv_adjoint(dZ,             # (n_ex, out_rows, out_cols, out_ch): g.out_sha
                  forward=None,   # route of the flipped conv, `(X, W, g, dtype)`; None: conv_forward
                 ) -> np.ndarray:
     "The adjoint of `g`'s convolution applied to `dZ`: its input gradient, or a transposed conv."
-    if g.pad_mode != 'constant':  # the adjoint over the padded input, then the padding's adjoint
-        padded = [before + n + after
-                  for n, before, after in zip(g.in_dims, g.pad[::2], g.pad[1::2])]
-        inner = dataclasses.replace(g, in_dims=tuple(padded), pad=(0, 0, 0, 0), pad_mode='constant')
-        return fold_padding(conv_adjoint(dZ, W, inner, forward), g)
+    if g.n_ex and g.pad_mode != 'constant': return _padded_adjoint(dZ, W, g, forward)
     (in_rows, in_cols), (span_rows, span_cols) = g.in_dims, g.span
     top, _, left, _ = g.pad
     # the input rows and columns that some window reads

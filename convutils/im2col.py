@@ -6,9 +6,11 @@
 __all__ = ['window_view', 'im2col', 'col2im']
 
 # %% ../nbs/01_im2col.ipynb #0fa884ef
+import itertools
 import numpy as np
 from .padding import check_array, check_shape, ConvGeometry, summing_dtype
-from .engine import strided_windows, add_taps
+from .engine import (add_taps, block_layouts, block_parts, fold_padding, read_block,
+                              strided_windows)
 
 # %% ../nbs/01_im2col.ipynb #e098d7c2
 def window_view(X_pad, kernel_shape, stride:int=1, dilation:int=0) -> np.ndarray:
@@ -54,7 +56,7 @@ def im2col(X, W_shape, pad, stride:int, dilation:int=0, *, pad_mode='constant') 
         zeros inserted between kernel taps
     pad_mode : str
         what the padding holds: `'constant'` (zeros), `'reflect'`, `'symmetric'`, `'edge'` or
-        `'wrap'`, as in `np.pad`
+        `'wrap'`, as in `np.pad` (PyTorch's `'zeros'`, `'replicate'` and `'circular'` too)
 
     Returns
     -------
@@ -66,11 +68,9 @@ def im2col(X, W_shape, pad, stride:int, dilation:int=0, *, pad_mode='constant') 
     """
     X = check_array(X, 'X', '(n_ex, in_rows, in_cols, in_ch)')
     g = ConvGeometry.of(X.shape, W_shape, stride, pad, dilation, n_dims=4, pad_mode=pad_mode)
-    top, bottom, left, right = g.pad
     # channels first and examples last, so that the big copy below reads nearly in order
-    X_pad = np.pad(X.transpose(3, 1, 2, 0), ((0, 0), (top, bottom), (left, right), (0, 0)),
-                   mode=g.pad_mode)
-    windows = strided_windows(X_pad, g.kernel, g.out_dims, g.stride, g.dilation)
+    block, (strides, dilations) = read_block(X, g, channels_first=True)
+    windows = strided_windows(block, g.kernel, g.out_dims, strides, dilations)
     n_rows = g.in_ch * g.kernel[0] * g.kernel[1]
     X_col = windows.transpose(0, 4, 5, 1, 2, 3).reshape(n_rows, -1)
     # a reshape that needed no copy is still a read-only view of the padded copy: copy it
@@ -108,27 +108,37 @@ def col2im(X_col, X_shape, W_shape, pad, stride:int, dilation:int=0) -> np.ndarr
     X_col = check_array(X_col, 'X_col', '(kernel_rows*kernel_cols*in_ch, n_ex*out_rows*out_cols)')
     g = ConvGeometry.of(X_shape, W_shape, stride, pad, dilation, n_dims=4)
     (n_ex, in_rows, in_cols, in_ch), (kernel_rows, kernel_cols) = g.in_shape, g.kernel
-    (out_rows, out_cols), (top, bottom, left, right) = g.out_dims, g.pad
+    out_rows, out_cols = g.out_dims
     expected = (kernel_rows * kernel_cols * in_ch, n_ex * out_rows * out_cols)
     if X_col.shape != expected:
         raise ValueError(f"X_col must have shape {expected} = (kernel_rows*kernel_cols*in_ch, "
                          f"n_ex*out_rows*out_cols) for X_shape={g.in_shape}, kernel {g.kernel}, "
                          f"pad={g.pad}, stride={g.stride}, dilation={g.dilation}; "
                          f"got {X_col.shape}")
-    cols = X_col.reshape(in_ch, kernel_rows, kernel_cols, out_rows, out_cols, n_ex)
-    step, dtype = g.dilation + 1, summing_dtype(X_col)
-    pad_rows, pad_cols = top + in_rows + bottom, left + in_cols + right
-    plane = pad_rows * pad_cols * n_ex * dtype.itemsize
+    columns = X_col.reshape(in_ch, kernel_rows, kernel_cols, out_rows, out_cols, n_ex)
+    dtype = summing_dtype(X_col)
+    layouts = block_layouts(g)  # the block im2col reads, accumulated, then folded onto the image
+    (_, row_stride, row_dil, used_rows), (_, col_stride, col_dil, used_cols) = layouts
+    parts = block_parts(g, layouts)
+    # usually the block's middle is the whole input, in order, and the rest is dropped padding
+    whole = all(len(axis) == 1 and isinstance(axis[0][2], slice) and axis[0][2] == slice(0, n)
+                for axis, n in zip(parts, (in_rows, in_cols)))
+    plane = used_rows * used_cols * n_ex * dtype.itemsize
     n_block = max(1, min(in_ch, _ACCUMULATOR_BYTES // max(1, plane)))
-    buffer = np.empty((n_block, pad_rows, pad_cols, n_ex), dtype=dtype)
-    by_pixel = np.empty((in_rows, in_cols, in_ch, n_ex), dtype=dtype)  # step 1 of the transpose
+    buffer = np.empty((n_block, used_rows, used_cols, n_ex), dtype=dtype)
+    # step 1 of the transpose; zeros where no window reaches
+    by_pixel = (np.empty if whole else np.zeros)((in_rows, in_cols, in_ch, n_ex), dtype=dtype)
     for first in range(0, in_ch, n_block):
         channels = slice(first, first + n_block)
         acc = buffer[:min(n_block, in_ch - first)]
-        add_taps(acc, [(i * step, j * step, cols[channels, i, j])
-                       for i in range(kernel_rows) for j in range(kernel_cols)], g.stride)
-        unpadded = acc[:, top:top + in_rows, left:left + in_cols]
-        by_pixel[:, :, channels] = unpadded.transpose(1, 2, 0, 3)
+        add_taps(acc, [(i * (row_dil + 1), j * (col_dil + 1), columns[channels, i, j])
+                       for i in range(kernel_rows) for j in range(kernel_cols)],
+                 (row_stride, col_stride))
+        into = by_pixel[:, :, channels].transpose(2, 0, 1, 3)  # (channels, rows, cols, n_ex)
+        for (row_first, row_stop, rows), (col_first, col_stop, cols) in itertools.product(*parts):
+            part = acc[:, row_first:row_stop, col_first:col_stop]
+            if whole: into[...] = part
+            else: fold_padding(part, rows, cols, into)
     img = np.empty((n_ex, in_rows, in_cols, in_ch), dtype=dtype)
     band = max(1, _TILE_BYTES // max(1, in_cols * in_ch * n_ex * dtype.itemsize))
     for row in range(0, in_rows, band):  # step 2: a band of rows at a time, small enough for cache

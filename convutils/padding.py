@@ -29,7 +29,8 @@ def pad2D(X, pad, kernel_shape=None, stride=None, dilation:int=0, *, mode='const
         zeros inserted between kernel taps
     mode : str
         what the padding holds, as in `np.pad`: `'constant'` (zeros), `'reflect'`,
-        `'symmetric'`, `'edge'` or `'wrap'`
+        `'symmetric'`, `'edge'` or `'wrap'`; PyTorch's `'zeros'`, `'replicate'` and `'circular'`
+        name `'constant'`, `'edge'` and `'wrap'`
 
     Returns
     -------
@@ -40,6 +41,9 @@ def pad2D(X, pad, kernel_shape=None, stride=None, dilation:int=0, *, mode='const
     """
     X = check_array(X, 'X', '(n_ex, in_rows, in_cols, in_ch)')
     top, bottom, left, right = resolve_pad2D(pad, X.shape, kernel_shape, stride, dilation)
+    n_ex, in_rows, in_cols, in_ch = X.shape
+    check_size((n_ex, top + in_rows + bottom, left + in_cols + right, in_ch), 'padded input',
+               pad=pad)
     widths = ((0, 0), (top, bottom), (left, right), (0, 0))
     X_pad = np.pad(X, widths, mode=check_mode(mode, 'mode', X.shape, widths))
     return X_pad, (top, bottom, left, right)
@@ -62,7 +66,8 @@ def pad1D(X, pad, kernel_width=None, stride=None, dilation:int=0, *, mode='const
         zeros inserted between kernel taps
     mode : str
         what the padding holds, as in `np.pad`: `'constant'` (zeros), `'reflect'`,
-        `'symmetric'`, `'edge'` or `'wrap'`
+        `'symmetric'`, `'edge'` or `'wrap'`; PyTorch's `'zeros'`, `'replicate'` and `'circular'`
+        name `'constant'`, `'edge'` and `'wrap'`
 
     Returns
     -------
@@ -73,17 +78,22 @@ def pad1D(X, pad, kernel_width=None, stride=None, dilation:int=0, *, mode='const
     """
     X = check_array(X, 'X', '(n_ex, l_in, in_ch)')
     left, right = resolve_pad1D(pad, X.shape, kernel_width, stride, dilation)
+    check_size((X.shape[0], left + X.shape[1] + right, X.shape[2]), 'padded input', pad=pad)
     widths = ((0, 0), (left, right), (0, 0))
     return np.pad(X, widths, mode=check_mode(mode, 'mode', X.shape, widths)), (left, right)
 
 # %% ../nbs/00_padding.ipynb #7c522d37
 PAD_MODES = ('constant', 'reflect', 'symmetric', 'edge', 'wrap')
+MODE_ALIASES = {'zeros': 'constant', 'replicate': 'edge', 'circular': 'wrap'}  # PyTorch's names
 
 # %% ../nbs/00_padding.ipynb #cea48677
 def check_mode(mode, name:str, shape=None, widths=None) -> str:
-    "Return `mode` if it is one of `PAD_MODES` (and can pad `shape` by `widths`), else raise."
+    "`mode` as one of `PAD_MODES` (PyTorch's names are aliases), if it can pad `shape` by `widths`."
+    mode = MODE_ALIASES.get(mode, mode) if isinstance(mode, str) else mode
     if not isinstance(mode, str) or mode not in PAD_MODES:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, PAD_MODES))}; got {mode!r}")
+        aliases = ', '.join(f"{alias!r} (= {ours!r})" for alias, ours in MODE_ALIASES.items())
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, PAD_MODES))}, or PyTorch's "
+                         f"{aliases}; got {mode!r}")
     if mode != 'constant' and shape is not None:
         for n, (before, after) in zip(shape, widths):
             if n == 0 and before + after > 0:
@@ -597,7 +607,7 @@ MAX_ELEMENTS = 1 << 48  # more elements than any machine's memory holds
 
 def check_size(shape:tuple, what:str, **arguments) -> tuple:
     "Return `shape`, or raise a `ValueError` naming `arguments` if it is beyond any memory."
-    if math.prod(shape) > MAX_ELEMENTS:
+    if math.prod(shape) > MAX_ELEMENTS or max(shape, default=0) > MAX_ELEMENTS:  # empty too
         named = ', '.join(f"{name}={value!r}" for name, value in arguments.items())
         raise ValueError(f"the {what} would have shape {tuple(shape)}, more than any memory "
                          f"holds: check {named}")
