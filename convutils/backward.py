@@ -87,8 +87,8 @@ def _conv2D_grads(dZ, X, W, g, input_grad=True, forward=None, route='gemm'):
     "`(dX, dW)` of the 2-D convolution `g`; `dX` by `forward` (if `input_grad`), `dW` by `route`."
     dtype = summing_dtype(dZ, X, W)
     dZ, W = dZ.astype(dtype, copy=False), W.astype(dtype, copy=False)
-    dX = conv_adjoint(dZ, W, g, forward) if input_grad else None
-    return dX, _kernel_grad(X, dZ, g, route)
+    dW = _kernel_grad(X, dZ, g, route)  # first: its workspace is freed before dX is made
+    return (conv_adjoint(dZ, W, g, forward) if input_grad else None), dW
 
 # %% ../nbs/06_backward.ipynb #8bcfa3e9
 @accepts_dask
@@ -114,7 +114,7 @@ def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True, pad_m
         compute `dX`; with False it is returned as None (a network's first layer needs none)
     pad_mode : str
         what the padding holds: `'constant'` (zeros), `'reflect'`, `'symmetric'`, `'edge'` or
-        `'wrap'`, as in `np.pad`
+        `'wrap'`, as in `np.pad` (PyTorch's `'zeros'`, `'replicate'` and `'circular'` too)
     groups : int
         the forward channel groups
     method : str
@@ -200,7 +200,7 @@ def conv1D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True, pad_m
         compute `dX`; with False it is returned as None
     pad_mode : str
         what the padding holds: `'constant'` (zeros), `'reflect'`, `'symmetric'`, `'edge'` or
-        `'wrap'`, as in `np.pad`
+        `'wrap'`, as in `np.pad` (PyTorch's `'zeros'`, `'replicate'` and `'circular'` too)
     groups : int
         the forward channel groups
     method : str

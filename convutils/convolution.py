@@ -31,7 +31,7 @@ def conv2D_naive(X, W, stride:int, pad, dilation:int=0, *, pad_mode='constant',
         zeros inserted between kernel taps
     pad_mode : str
         what the padding holds: `'constant'` (zeros), `'reflect'`, `'symmetric'`, `'edge'` or
-        `'wrap'`, as in `np.pad`
+        `'wrap'`, as in `np.pad` (PyTorch's `'zeros'`, `'replicate'` and `'circular'` too)
     groups : int
         channel groups (>= 1, dividing in_ch and out_ch): group `g` convolves input channels
         `[g*in_ch/groups, (g+1)*in_ch/groups)` into its share of the output channels
@@ -76,7 +76,7 @@ def conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1, meth
         zeros inserted between kernel taps: 0 is an ordinary kernel (PyTorch's `dilation - 1`)
     pad_mode : str
         what the padding holds: `'constant'` (zeros), `'reflect'`, `'symmetric'`, `'edge'` or
-        `'wrap'`, as in `np.pad`
+        `'wrap'`, as in `np.pad` (PyTorch's `'zeros'`, `'replicate'` and `'circular'` too)
     groups : int
         channel groups (>= 1, dividing in_ch and out_ch): group `g` convolves input channels
         `[g*in_ch/groups, (g+1)*in_ch/groups)` into its share of the output channels
@@ -118,7 +118,7 @@ def depthwise_conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant'):
         zeros inserted between kernel taps
     pad_mode : str
         what the padding holds: `'constant'` (zeros), `'reflect'`, `'symmetric'`, `'edge'` or
-        `'wrap'`, as in `np.pad`
+        `'wrap'`, as in `np.pad` (PyTorch's `'zeros'`, `'replicate'` and `'circular'` too)
 
     Returns
     -------
@@ -164,7 +164,7 @@ def conv1D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1, meth
         zeros inserted between kernel taps
     pad_mode : str
         what the padding holds: `'constant'` (zeros), `'reflect'`, `'symmetric'`, `'edge'` or
-        `'wrap'`, as in `np.pad`
+        `'wrap'`, as in `np.pad` (PyTorch's `'zeros'`, `'replicate'` and `'circular'` too)
     groups : int
         channel groups (>= 1, dividing in_ch and out_ch): group `g` convolves input channels
         `[g*in_ch/groups, (g+1)*in_ch/groups)` into its share of the output channels

@@ -186,16 +186,10 @@ def _reflect_backward(stride):
     return lambda X, dZ, W: lambda: conv2D_backward(dZ, X, W, stride, 1, pad_mode='reflect')
 
 
-BACKWARD_ORDER = pytest.mark.xfail(
-    strict=True, reason="needs dW computed before dX in the backward notebook's _conv2D_grads: "
-                        "the Winograd kernel gradient pads a copy of X while dX is held")
-
-
 @pytest.mark.parametrize('n_ex, stride, make_call', [
     pytest.param(16, 2, _depthwise, id='depthwise_conv2D-s2'),
     pytest.param(16, 2, _depthwise_backward, id='depthwise_conv2D_backward-s2'),
-    pytest.param(48, 1, _reflect_backward(1), id='conv2D_backward-reflect-s1',
-                 marks=BACKWARD_ORDER),
+    pytest.param(48, 1, _reflect_backward(1), id='conv2D_backward-reflect-s1'),
     pytest.param(16, 2, _reflect_backward(2), id='conv2D_backward-reflect-s2')])
 def test_peak_memory_is_at_most_twice_the_result(n_ex, stride, make_call):
     call = make_call(*_arrays(n_ex, 32 // stride))
