@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 # %% ../nbs/10_tour.ipynb #44663eaf
-from . import dilate, effective_kernel, pad2D
+from . import __version__, dilate, effective_kernel, pad2D
 from . import conv2D, conv2D_naive, deconv2D, he_uniform, minibatch
 
 # %% ../nbs/10_tour.ipynb #2b2a7b87
@@ -356,21 +356,24 @@ DEFAULT_OUT = 'convutils-tour.png'
 
 # %% ../nbs/10_tour.ipynb #af0b7d4f
 class _Parser(argparse.ArgumentParser):
-    "An argument parser whose errors are one line and exit status 2."
+    "An argument parser that raises its errors as `TourError`s: `main` prints them after the usage."
     def error(self, message): raise TourError(message)
 
 # %% ../nbs/10_tour.ipynb #52b481d8
 def _parser():
     "The tour's command-line options."
     parser = _Parser(prog='python -m convutils',
+                     usage="%(prog)s [-h] [--version] [--image PATH] [--out PATH] [--quiet]\n"
+                     "       %(prog)s bench [-h] [OPTIONS]",
                      formatter_class=argparse.RawDescriptionHelpFormatter,
                      description="A tour of convutils on a photo: padding, dilation, filters,\n"
                      "transposed convolution and a random filter bank.",
                      epilog="the benchmark:\n"
                      "  python -m convutils bench [OPTIONS]  time the convolutions\n"
-                     "  python -m convutils bench --help     list the benchmark's options")
+                     "  python -m convutils bench --help     list its options and workloads")
     parser.add_argument('command', nargs='?', choices=['tour', 'bench'], default='tour',
                         help="what to run (default: tour)")
+    parser.add_argument('--version', action='version', version=f'convutils {__version__}')
     parser.add_argument('--image', metavar='PATH',
                         help="image to use instead of matplotlib's sample photo")
     parser.add_argument('--out', metavar='PATH', default=DEFAULT_OUT,
@@ -453,19 +456,20 @@ def main(argv:list=None) -> int:
     Returns
     -------
     status : int
-        the exit status: 0 on success, 2 for a bad option, image or output file, with a one-line
-        error on stderr
+        the exit status: 0 on success, 2 for a bad option, image or output file, with the usage
+        and a one-line error on stderr
     """
     start = time.perf_counter()
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ['bench']: return _run_benchmark(argv[1:])
+    parser = _parser()
     try:
-        args = _parser().parse_args(argv)
+        args = parser.parse_args(argv)
         if args.command == 'bench':
             raise TourError("bench must come first: python -m convutils bench [OPTIONS]")
         return _tour(args, start)
     except TourError as e:
-        print(f"python -m convutils: error: {e}", file=sys.stderr)
+        print(f"{parser.format_usage()}{parser.prog}: error: {e}", file=sys.stderr)
         return 2
-    except SystemExit as e:  # --help
+    except SystemExit as e:  # --help, --version
         return e.code or 0

@@ -29,7 +29,19 @@ import convutils.benchmark  # noqa: E402
 from convutils import conv2D  # noqa: E402
 from convutils.tour import draw_tour, main, run_tour  # noqa: E402
 
+_real_bench_main = convutils.benchmark.main  # before a fixture replaces it
+
 ERROR = 'python -m convutils: error: '
+USAGE = ('usage: python -m convutils [-h] [--version] [--image PATH] [--out PATH] [--quiet]\n'
+         '       python -m convutils bench [-h] [OPTIONS]\n')
+
+
+def error_of(err):
+    "The one line of error in `err`, which must be the usage and then that line, as argparse prints."
+    assert err.startswith(USAGE), err
+    error = err[len(USAGE):]
+    assert error.startswith(ERROR) and error.count('\n') == 1, err  # no progress, no traceback
+    return error
 
 
 def run_main(*argv):
@@ -62,7 +74,7 @@ def tour_results():
 def test_out_suffix_matplotlib_cannot_write_is_refused_before_the_tour(tmp_path, small_image):
     status, out, err = run_main('--image', str(small_image), '--out', str(tmp_path / 'out.txt'))
     assert (status, out) == (2, '')
-    assert err.startswith(ERROR) and err.count('\n') == 1, err  # no progress, no traceback
+    error_of(err)
     assert "'.txt'" in err and 'png' in err, err  # names the suffix and what would work
     assert not (tmp_path / 'out.txt').exists()
 
@@ -70,7 +82,7 @@ def test_out_suffix_matplotlib_cannot_write_is_refused_before_the_tour(tmp_path,
 def test_out_with_a_format_matplotlib_lists_but_cannot_write_is_refused(tmp_path, small_image):
     if shutil.which('xelatex'): pytest.skip('xelatex is installed: matplotlib can write .pgf here')
     status, out, err = run_main('--image', str(small_image), '--out', str(tmp_path / 'fig.pgf'))
-    assert status == 2 and err.startswith(ERROR) and err.count('\n') == 1 and 'xelatex' in err, err
+    assert status == 2 and 'xelatex' in error_of(err), err
 
 
 @pytest.mark.parametrize('suffix', ['.png', '.PNG', '.svg', '.pdf', '.jpg'])
@@ -103,15 +115,14 @@ def test_out_empty_is_refused(tmp_path, small_image, monkeypatch):
     monkeypatch.chdir(tmp_path)
     status, out, err = run_main('--image', str(small_image), '--out', '')
     assert (status, out) == (2, '')
-    assert err.startswith(ERROR) and err.count('\n') == 1 and '--out' in err, err
+    assert '--out' in error_of(err), err
     assert list(tmp_path.iterdir()) == [], 'no hidden .png'
 
 
 def test_out_in_a_missing_folder_is_refused(tmp_path, small_image):
     for out_arg in (tmp_path / 'no' / 'x.png', f"{tmp_path / 'newdir'}{os.sep}"):
         status, out, err = run_main('--image', str(small_image), '--out', str(out_arg))
-        assert status == 2 and err.startswith(ERROR) and err.count('\n') == 1, err
-        assert 'no such directory' in err, err
+        assert status == 2 and 'no such directory' in error_of(err), err
     assert list(tmp_path.iterdir()) == []
 
 
@@ -119,7 +130,7 @@ def test_out_that_exists_keeps_its_contents_when_the_tour_fails(tmp_path):
     target = tmp_path / 'fig.png'
     target.write_bytes(b'keep me')
     status, out, err = run_main('--image', str(tmp_path / 'missing.jpg'), '--out', str(target))
-    assert status == 2 and 'cannot read image' in err and err.count('\n') == 1, err
+    assert status == 2 and 'cannot read image' in error_of(err), err
     assert target.read_bytes() == b'keep me'
 
 
@@ -290,7 +301,7 @@ def test_bench_with_a_bad_option_exits_2_without_running():
 
 def test_bench_after_a_tour_option_is_refused(bench_calls):
     status, out, err = run_main('--quiet', 'bench')
-    assert status == 2 and err.startswith(ERROR) and err.count('\n') == 1, err
+    assert status == 2 and 'bench must come first' in error_of(err), err
     assert bench_calls == []
 
 
@@ -298,3 +309,37 @@ def test_python_dash_m_bench_help(tmp_path):
     res = subprocess.run([sys.executable, '-m', 'convutils', 'bench', '--help'],
                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert res.returncode == 0 and '--repeats' in res.stdout, res
+
+
+# --version, and the usage on errors
+
+def test_version_prints_the_package_version():
+    import convutils
+    assert run_main('--version') == (0, f'convutils {convutils.__version__}\n', '')
+
+
+def test_python_dash_m_error_prints_the_usage_then_one_line(tmp_path):
+    res = subprocess.run([sys.executable, '-m', 'convutils', '--no-such-option'],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert (res.returncode, res.stdout) == (2, ''), res
+    assert error_of(res.stderr) == ERROR + 'unrecognized arguments: --no-such-option\n'
+
+
+def test_bench_error_prints_the_usage_then_one_line(bench_calls):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err): status = _real_bench_main(['--n-ex', '0'])
+    assert status == 2, err.getvalue()
+    assert err.getvalue().splitlines() == [
+        'usage: python -m convutils bench [-h] [OPTIONS]',
+        "python -m convutils bench: error: argument --n-ex: must be an integer >= 1, got '0'"]
+    assert bench_calls == []
+
+
+def test_bench_help_names_the_workloads_and_the_time_of_a_full_run():
+    status, out, err = run_main('bench', '--help')
+    assert status == 0, err
+    for name, w in convutils.benchmark.WORKLOADS.items():
+        assert re.search(rf"^  {name}  X {re.escape(str(w['X']))} +W {re.escape(str(w['W']))} +stride ",
+                         out, flags=re.M), (name, out)
+    assert re.search(r'A full run takes about \d+ minutes', out), out
+
