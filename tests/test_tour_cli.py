@@ -155,9 +155,17 @@ def test_read_only_out_folder_is_refused_before_the_tour(small_image):
         read_only = base / 'ro'
         read_only.mkdir()
         read_only.chmod(0o555)
+        env = {**os.environ, 'MPLBACKEND': 'Agg', 'MPLCONFIGDIR': str(config)}
+        # A clone (or its venv) in a folder other users cannot enter, such as one from `mktemp -d`
+        # or under /root, keeps the unprivileged user from running this Python or importing from it
+        probe = subprocess.run([*prefix, sys.executable, '-c', 'import convutils.tour, matplotlib'],
+                               capture_output=True, text=True, cwd=base, env=env, timeout=120)
+        if probe.returncode:
+            reason = (probe.stderr.strip().splitlines() or [f'status {probe.returncode}'])[-1]
+            pytest.skip(f'an unprivileged user cannot run {sys.executable} and import convutils '
+                        f'(is the clone in a folder other users cannot enter?): {reason}')
         cmd = [*prefix, sys.executable, '-m', 'convutils', '--image', str(base / 'small.png'),
                '--out', str(read_only / 'x.png')]
-        env = {**os.environ, 'MPLBACKEND': 'Agg', 'MPLCONFIGDIR': str(config)}
         res = subprocess.run(cmd, capture_output=True, text=True, cwd=base, env=env, timeout=120)
         assert res.returncode == 2, res
         assert res.stderr.splitlines()[-1].startswith(ERROR + 'cannot write the figure'), res.stderr
