@@ -7,6 +7,12 @@ import pytest
 # Figures are drawn without a display.
 os.environ.setdefault('MPLBACKEND', 'Agg')
 
+# pytest.ini runs one pytest-xdist worker per core. A BLAS that also starts a thread per core in
+# each worker would put two busy threads on every core; one BLAS thread per worker does not.
+if int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1')) > 1:
+    for variable in ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
+        os.environ.setdefault(variable, '1')
+
 # `pip install -e ".[dev]"` installs dask[array,distributed]: the scale-out notebook and its tests
 # need both. A dask beside a distributed from another release installs cleanly and then fails to
 # import, minutes into the run; check it before the first test instead, in a fresh interpreter
