@@ -272,6 +272,49 @@ def test_random_filter_panels_share_a_scale_and_differ(tour_results, monkeypatch
             assert not correlation > 0.95, (i, j, correlation)
 
 
+
+def test_smaller_images_are_drawn_at_true_scale_on_the_inputs_pixel_axes(tour_results, monkeypatch,
+                                                                          tmp_path):
+    fig = _drawn_figure(tour_results, monkeypatch, tmp_path)
+    rows, cols = tour_results['image'].shape[:2]
+    panels = {ax.get_title().split(':')[0]: ax for ax in fig.axes if ax.images}
+    for name, key in [('blur, stride 2', 'strided_blur'), ('every 4th pixel', 'small'),
+                      ('deconv2D x2', 'upsampled')]:
+        ax = panels[name]
+        assert (ax.get_xlim(), ax.get_ylim()) == ((0, cols), (rows, 0)), name
+        image_rows, image_cols = tour_results[key].shape[:2]
+        assert tuple(ax.images[0].get_extent()) == (0, image_cols, image_rows, 0), name
+
+
+def test_signed_and_heat_panels_have_colour_bars(tour_results, monkeypatch, tmp_path):
+    fig = _drawn_figure(tour_results, monkeypatch, tmp_path)
+    titled = {ax.get_title(): ax for ax in fig.axes if ax.images}
+    for start in ('Sobel x', 'Sobel y', 'edge magnitude', '8 random 3x3 filters'):
+        ax = next(ax for title, ax in titled.items() if title.startswith(start))
+        assert ax.images[0].colorbar is not None, start
+
+
+def test_dilated_crop_is_small_and_boxed_in_the_input(tour_results, monkeypatch, tmp_path):
+    fig = _drawn_figure(tour_results, monkeypatch, tmp_path)
+    side = tour_results['crop'].shape[1]
+    assert side <= 16 and tour_results['dilated'].shape[1] == 2 * side - 1
+    (top, left), ax = tour_results['crop_at'], fig.axes[0]
+    boxes = [p for p in ax.patches if (p.get_width(), p.get_height()) == (side, side)]
+    assert [b.get_xy() for b in boxes] == [(left - 0.5, top - 0.5)], ax.patches
+    crop = tour_results['image'][top:top + side, left:left + side].mean(axis=-1)
+    np.testing.assert_allclose(tour_results['crop'][0, ..., 0], crop, rtol=1e-6)
+
+
+def test_relu_zeros_are_drawn_grey_not_as_the_darkest_response(tour_results, monkeypatch, tmp_path):
+    fig = _drawn_figure(tour_results, monkeypatch, tmp_path)
+    maps = [ax.images[0] for ax in fig.axes if ax.get_title().startswith('random filter')]
+    assert len(maps) == 3
+    for image in maps:
+        values = image.get_array()
+        np.testing.assert_array_equal(np.ma.getmaskarray(values), np.asarray(values) == 0)
+        assert tuple(image.get_cmap().get_bad()) != tuple(image.get_cmap()(0.0)), 'zero stands out'
+
+
 # the bench subcommand
 
 @pytest.fixture
