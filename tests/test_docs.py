@@ -1,10 +1,11 @@
 """Browser test of the offline docs: build them with tools/build_docs.py and open every page in headless Chromium.
 
-Checks, on every page: it loads without console errors and fetches nothing from the network; every
-<img> has loaded (naturalWidth > 0); it shows at least as many figures as its notebook has visible
-figure outputs; the sidebar links every page by its title and each link, and every other internal
-link and #anchor, resolves; every exported function of the library has its rendered docs (show_doc)
-on its page, at the anchor nbdev's cross-references point to.
+Checks, on every page: it loads without console errors and fetches nothing from the network; no code
+block scrolls sideways (code lines are at most 100 characters); every <img> has loaded (naturalWidth >
+0); it shows at least as many figures as its notebook has visible figure outputs; the sidebar links
+every page by its title and each link, and every other internal link and #anchor, resolves; every
+exported function of the library has its rendered docs (show_doc) on its page, at the anchor nbdev's
+cross-references point to.
 
 Saves a screenshot of the home page (and of the page with the most figures) into `_site_offline/`,
 where the tested site is copied too; set CONVUTILS_DOCS_OUT to use another folder.
@@ -104,8 +105,10 @@ const resources = performance.getEntriesByType('resource').map(r => r.name);
 const wide = Array.from(document.querySelectorAll('main img')).filter(i => i.getBoundingClientRect().right >
     document.querySelector('main').getBoundingClientRect().right + 1).map(i => i.alt || i.src.slice(0, 40));
 const rawTex = Array.from(document.querySelectorAll('.math > code')).map(c => c.textContent.slice(0, 60));
+const scrolls = Array.from(document.querySelectorAll('main pre')).filter(p => p.scrollWidth > p.clientWidth + 1)
+    .map(p => p.textContent.split('\n').reduce((a, l) => a.length >= l.length ? a : l, '').slice(0, 60));
 return {title: document.title, h1: (document.querySelector('h1.title') || {}).textContent, imgs, links, ids, showdoc,
-        resources, wide, rawTex, ready: document.readyState};
+        resources, wide, rawTex, scrolls, ready: document.readyState};
 """
 
 
@@ -160,6 +163,7 @@ def test_docs_in_chromium(browser, site):
         broken = [i for i in f['imgs'] if not (i['complete'] and i['w'] > 0)]
         if broken: problems.append(f'{page}: {len(broken)} images did not load: {broken[:3]}')
         if f['wide']: problems.append(f'{page}: images wider than the page: {f["wide"][:3]}')
+        if f['scrolls']: problems.append(f'{page}: {len(f["scrolls"])} code blocks scroll sideways at 1366 px: {f["scrolls"][:2]}')
         if f['rawTex']: problems.append(f'{page}: math shown as TeX (latex2mathml cannot read it): {f["rawTex"][:3]}')
         remote = [r for r in f['resources'] if not r.startswith(('file:', 'data:'))]
         if remote: problems.append(f'{page}: fetches from the network: {remote[:3]}')

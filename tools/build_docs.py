@@ -223,6 +223,8 @@ body { margin: 0; color: #212529; line-height: 1.6; font-family: system-ui, "Dej
 a { color: var(--accent); text-decoration: none; } a:hover { text-decoration: underline; }
 code, pre { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: .82rem; }
 code { background: var(--code-bg); padding: .1em .3em; border-radius: .25rem; color: #9a2e5a; }
+/* narrower windows shrink code, down to .68rem, so that a 100-character line fits down to 1024 px */
+pre, pre code { font-size: clamp(.68rem, (100vw - 25rem) / 60.5, .82rem); }
 pre code, a code { background: none; padding: 0; color: inherit; } [id] { scroll-margin-top: 4rem; }
 pre { margin: 0 0 1rem; padding: .7rem 1rem; background: var(--code-bg); border-radius: 5px; overflow: auto; }
 .site-header { position: sticky; top: 0; z-index: 1; display: flex; gap: 1rem; align-items: baseline;
