@@ -822,10 +822,10 @@ def format_table(results:dict) -> str:
 
 # %% ../nbs/07_benchmark.ipynb #b7000011
 class _CommandError(Exception):
-    "A mistake on the command line, or a missing extra: reported in one line, exit status 2."
+    "A mistake on the command line, or a missing extra: one line after the usage, exit status 2."
 
 class _Parser(argparse.ArgumentParser):
-    "An argument parser that raises its errors, so that `main` reports them in one line."
+    "An argument parser that raises its errors, so that `main` prints them after the usage."
     def error(self, message): raise _CommandError(message)
 
 def _at_least(low, kind=int):
@@ -848,10 +848,25 @@ def _workload_names(text):
     return text
 
 # %% ../nbs/07_benchmark.ipynb #b7000012
+def _workloads_help() -> str:
+    "The end of `--help`: the workloads' shapes, what else a run measures, and how long it takes."
+    lines = ["workloads (--workloads): NHWC inputs X and (kr, kc, in, out) kernels W; E is 1-D"]
+    for name, w in WORKLOADS.items():
+        dilation = f", dilation {w['dilation']}" if w['dilation'] else ''
+        lines.append(f"  {name}  X {str(w['X']):18} W {str(w['W']):16} stride {w['stride']}, "
+                     f"pad {w['pad']}{dilation}")
+    return '\n'.join(lines + [
+        "each in float32 and float64; a run also times col2im, deconv2D, conv2D_backward, grouped,",
+        "depthwise and reflect-padded convolutions, and traces conv2D's peak memory.",
+        "A full run takes about 4 minutes on 2 idle cores; --processes 1, --workloads B or",
+        "--n-ex 1 make a quicker, rougher one."])
+
 def _parser(prog):
     "The benchmark's command-line options."
-    parser = _Parser(prog=prog, description="Time convutils' convolutions against the matrix "
-                     "products they imply, and print the table (progress goes to stderr).")
+    parser = _Parser(prog=prog, usage='%(prog)s [-h] [OPTIONS]', epilog=_workloads_help(),
+                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                     description="Time convutils' convolutions against the matrix products they "
+                     "imply,\nand print the table (progress goes to stderr).")
     parser.add_argument('--repeats', type=_at_least(1), default=7, metavar='N',
                         help="timed rounds per line, at least; the median is reported (default: 7)")
     parser.add_argument('--min-seconds', type=_at_least(0, float), default=0.5, metavar='S',
@@ -889,7 +904,7 @@ def _check_torch():
         raise _CommandError("--torch needs PyTorch: pip install torch")
 
 # %% ../nbs/07_benchmark.ipynb #945eb9dd
-def main(argv=None, *, prog='python -m convutils.benchmark') -> int:
+def main(argv=None, *, prog='python -m convutils bench') -> int:
     """Run the benchmark from the command line: progress to stderr, the table to stdout.
 
     Parameters
@@ -902,17 +917,19 @@ def main(argv=None, *, prog='python -m convutils.benchmark') -> int:
     Returns
     -------
     status : int
-        0 when the table was printed (or the help), 2 for a mistake on the command line
+        0 when the table was printed (or the help), 2 for a mistake on the command line, printed
+        on stderr after the usage
     """
+    parser = _parser(prog)
     try:
-        args = _parser(prog).parse_args(argv)
+        args = parser.parse_args(argv)
         bench_dask = _import_bench_dask() if args.dask else None  # fail now, not after the run
         if args.torch: _check_torch()
         if args.blas_threads and args.processes == 0:
             raise _CommandError("--blas-threads needs fresh processes (--processes 1 or more): "
                                 "a running process cannot change its BLAS threads")
     except _CommandError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        print(f"{parser.format_usage()}{prog}: error: {e}", file=sys.stderr)
         return 2
     except SystemExit as e: return e.code or 0  # --help
     def say(text):

@@ -1,10 +1,11 @@
 """Browser test of the offline docs: build them with tools/build_docs.py and open every page in headless Chromium.
 
-Checks, on every page: it loads without console errors and fetches nothing from the network; every
-<img> has loaded (naturalWidth > 0); it shows at least as many figures as its notebook has visible
-figure outputs; the sidebar links every page by its title and each link, and every other internal
-link and #anchor, resolves; every exported function of the library has its rendered docs (show_doc)
-on its page, at the anchor nbdev's cross-references point to.
+Checks, on every page: it loads without console errors and fetches nothing from the network; no code
+block scrolls sideways (code lines are at most 100 characters); every <img> has loaded (naturalWidth >
+0); it shows at least as many figures as its notebook has visible figure outputs; the sidebar links
+every page by its title and each link, and every other internal link and #anchor, resolves; every
+exported function of the library has its rendered docs (show_doc) on its page, at the anchor nbdev's
+cross-references point to.
 
 Saves a screenshot of the home page (and of the page with the most figures) into `_site_offline/`,
 where the tested site is copied too; set CONVUTILS_DOCS_OUT to use another folder.
@@ -13,6 +14,7 @@ Needs Chromium, chromedriver (Debian: `apt-get install chromium chromium-driver`
 SKIPS without them, unless CONVUTILS_REQUIRE_BROWSER=1 (as in CI), when it fails instead.
 """
 import importlib
+import importlib.util
 import json
 import os
 import shutil
@@ -20,6 +22,7 @@ import subprocess
 import sys
 import time
 import warnings
+from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urlparse
 
@@ -102,8 +105,10 @@ const resources = performance.getEntriesByType('resource').map(r => r.name);
 const wide = Array.from(document.querySelectorAll('main img')).filter(i => i.getBoundingClientRect().right >
     document.querySelector('main').getBoundingClientRect().right + 1).map(i => i.alt || i.src.slice(0, 40));
 const rawTex = Array.from(document.querySelectorAll('.math > code')).map(c => c.textContent.slice(0, 60));
+const scrolls = Array.from(document.querySelectorAll('main pre')).filter(p => p.scrollWidth > p.clientWidth + 1)
+    .map(p => p.textContent.split('\n').reduce((a, l) => a.length >= l.length ? a : l, '').slice(0, 60));
 return {title: document.title, h1: (document.querySelector('h1.title') || {}).textContent, imgs, links, ids, showdoc,
-        resources, wide, rawTex, ready: document.readyState};
+        resources, wide, rawTex, scrolls, ready: document.readyState};
 """
 
 
@@ -116,14 +121,26 @@ def browser():
     drv.quit()
 
 
-def test_docs_in_chromium(browser, tmp_path):
+def _build(out, *args):
+    "Run tools/build_docs.py into `out`; return the finished process."
+    return subprocess.run([sys.executable, str(BUILD), '--out', str(out), *args], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, 'MPLBACKEND': 'Agg'}, timeout=900)
+
+
+@pytest.fixture(scope='module')
+def site(tmp_path_factory):
+    "The docs site, built once for the tests of this file; (its folder, the build's seconds)."
     t0 = time.perf_counter()
-    site = tmp_path / 'site'
-    res = subprocess.run([sys.executable, str(BUILD), '--out', str(site)], capture_output=True, text=True, cwd=ROOT,
-                         env={**os.environ, 'MPLBACKEND': 'Agg'})
+    out = tmp_path_factory.mktemp('docs') / 'site'
+    res = _build(out)
     print(res.stdout)
     assert res.returncode == 0, f'tools/build_docs.py failed:\n{res.stdout}\n{res.stderr}'
-    t_build = time.perf_counter() - t0
+    return out, time.perf_counter() - t0
+
+
+def test_docs_in_chromium(browser, site):
+    t0 = time.perf_counter()
+    site, t_build = site
 
     from nbdev.config import get_config
     from nbdev.doclinks import _nbpath2html
@@ -146,6 +163,7 @@ def test_docs_in_chromium(browser, tmp_path):
         broken = [i for i in f['imgs'] if not (i['complete'] and i['w'] > 0)]
         if broken: problems.append(f'{page}: {len(broken)} images did not load: {broken[:3]}')
         if f['wide']: problems.append(f'{page}: images wider than the page: {f["wide"][:3]}')
+        if f['scrolls']: problems.append(f'{page}: {len(f["scrolls"])} code blocks scroll sideways at 1366 px: {f["scrolls"][:2]}')
         if f['rawTex']: problems.append(f'{page}: math shown as TeX (latex2mathml cannot read it): {f["rawTex"][:3]}')
         remote = [r for r in f['resources'] if not r.startswith(('file:', 'data:'))]
         if remote: problems.append(f'{page}: fetches from the network: {remote[:3]}')
@@ -205,3 +223,104 @@ def test_docs_in_chromium(browser, tmp_path):
 
     for note in notes: warnings.warn(note)
     assert not problems, 'offline docs problems:\n' + '\n'.join(problems)
+
+
+# Without a browser: the build writes every page, links nothing it did not write, and fails loudly
+
+def _build_docs_module():
+    "tools/build_docs.py, imported as a module."
+    spec = importlib.util.spec_from_file_location('build_docs', BUILD)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _expected_pages():
+    from nbdev.config import get_config
+    from nbdev.doclinks import _nbpath2html, nbglob
+    nbs = Path(get_config(path=ROOT).nbs_path)
+    return {_nbpath2html(p.relative_to(nbs)).as_posix() for p in nbglob(nbs, func=Path)}
+
+
+def test_docs_build_writes_every_page_with_no_dead_link(site):
+    site, _ = site
+    built = {p.relative_to(site).as_posix() for p in site.rglob('*.html')}
+    assert built == _expected_pages(), (sorted(_expected_pages() - built), sorted(built - _expected_pages()))
+    assert _build_docs_module().dead_links(site) == []
+
+
+class _SignatureErrors(HTMLParser):
+    "The tokens pygments marks as errors (`<span class=\"err\">`) in the show_doc boxes of a page."
+    def __init__(self, text):
+        super().__init__()
+        self.divs, self.errors = [], []  # divs: for each open <div>, whether it is a show_doc box
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        classes = (dict(attrs).get('class') or '').split()
+        if tag == 'div': self.divs.append('celltag_showdoc' in classes)
+        if tag == 'span' and 'err' in classes and any(self.divs): self.errors.append(self.getpos())
+
+    def handle_endtag(self, tag):
+        if tag == 'div' and self.divs: self.divs.pop()
+
+
+def test_no_signature_shows_a_syntax_error(site):
+    site, _ = site
+    pages = {p.name: p.read_text(encoding='utf-8') for p in sorted(site.glob('*.html'))}
+    assert sum(text.count('celltag_showdoc') for text in pages.values()) > 50, 'show_doc boxes to check'
+    errors = {page: _SignatureErrors(text).errors for page, text in pages.items()}
+    assert not any(errors.values()), {page: where[:5] for page, where in errors.items() if where}
+
+
+def test_sidebar_keeps_the_tutorials_apart_from_the_reference_pages(site):
+    site, _ = site
+    text = (site / 'index.html').read_text(encoding='utf-8')
+    start = text.index('class="sidebar"')
+    sidebar = text[start:text.index('</nav>', start)]
+    tutorials, _, reference = sidebar.partition('<h2>Reference</h2>')
+    assert 'The command line' in reference and 'The package namespace' in reference, sidebar
+    assert 'The command line' not in tutorials and 'padding.html' in tutorials, sidebar
+
+
+def _notebook(path, *cells):
+    "Write a notebook of `cells`: strings, markdown when they start with '#' and a space, else code."
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(c) if c.startswith('# ') else nbformat.v4.new_code_cell(c)
+                for c in cells]
+    nbformat.write(nb, path)
+
+
+def test_a_failing_notebook_fails_the_build_and_no_page_links_to_it(tmp_path):
+    nbs = tmp_path / 'nbs'
+    nbs.mkdir()
+    _notebook(nbs / 'index.ipynb', '# Home\n> a site with a broken page',
+              '# Pages\nSee [the good page](01_good.ipynb) and [the broken one](02_broken.ipynb#g).')
+    _notebook(nbs / '01_good.ipynb', '#| default_exp good', '# Good\n> it builds',
+              '#| export\ndef f(x):\n    "Return `x`."\n    return x',
+              '# More\n`g` is on [the broken page](02_broken.ipynb).')
+    _notebook(nbs / '02_broken.ipynb', '#| default_exp broken', '# Broken\n> it does not build',
+              '#| export\ndef g():\n    "Nothing."',
+              "#| export\nraise RuntimeError('deliberately broken')")
+    res = _build(tmp_path / 'site', '--nbs', str(nbs))
+    assert res.returncode == 1, res
+    errors = [line for line in res.stderr.splitlines() if line.startswith('error:')]
+    assert len(errors) == 1, res.stderr
+    assert 'nbs/02_broken.ipynb: cell 4 (id ' in errors[0], errors  # the file's 4th cell
+    assert "raise RuntimeError('deliberately broken')" in errors[0], errors
+    assert errors[0].endswith('failed: RuntimeError: deliberately broken'), errors
+    site = tmp_path / 'site'
+    assert sorted(p.name for p in site.glob('*.html')) == ['good.html', 'index.html']
+    assert _build_docs_module().dead_links(site) == []
+    for page in site.glob('*.html'):
+        assert 'broken.html' not in page.read_text(encoding='utf-8'), page.name
+    assert 'the broken one' in (site / 'index.html').read_text(encoding='utf-8'), 'the text stays'
+
+
+def test_dead_links_finds_a_missing_page_and_a_missing_anchor(tmp_path):
+    (tmp_path / 'a.html').write_text('<h2 id="here">x</h2><a href="b.html">b</a><a href="#there">t</a>'
+                                     '<a href="a.html#here">ok</a><a href="#_private">p</a>'
+                                     '<img src="data:image/png;base64,AA"><a href="https://example.org/x">w</a>')
+    dead = _build_docs_module().dead_links(tmp_path)
+    assert dead == ["a.html: 'b.html' points to a missing file", "a.html: '#there' points to a missing anchor"]

@@ -29,7 +29,19 @@ import convutils.benchmark  # noqa: E402
 from convutils import conv2D  # noqa: E402
 from convutils.tour import draw_tour, main, run_tour  # noqa: E402
 
+_real_bench_main = convutils.benchmark.main  # before a fixture replaces it
+
 ERROR = 'python -m convutils: error: '
+USAGE = ('usage: python -m convutils [-h] [--version] [--image PATH] [--out PATH] [--quiet]\n'
+         '       python -m convutils bench [-h] [OPTIONS]\n')
+
+
+def error_of(err):
+    "The one line of error in `err`, which must be the usage and then that line, as argparse prints."
+    assert err.startswith(USAGE), err
+    error = err[len(USAGE):]
+    assert error.startswith(ERROR) and error.count('\n') == 1, err  # no progress, no traceback
+    return error
 
 
 def run_main(*argv):
@@ -62,7 +74,7 @@ def tour_results():
 def test_out_suffix_matplotlib_cannot_write_is_refused_before_the_tour(tmp_path, small_image):
     status, out, err = run_main('--image', str(small_image), '--out', str(tmp_path / 'out.txt'))
     assert (status, out) == (2, '')
-    assert err.startswith(ERROR) and err.count('\n') == 1, err  # no progress, no traceback
+    error_of(err)
     assert "'.txt'" in err and 'png' in err, err  # names the suffix and what would work
     assert not (tmp_path / 'out.txt').exists()
 
@@ -70,7 +82,7 @@ def test_out_suffix_matplotlib_cannot_write_is_refused_before_the_tour(tmp_path,
 def test_out_with_a_format_matplotlib_lists_but_cannot_write_is_refused(tmp_path, small_image):
     if shutil.which('xelatex'): pytest.skip('xelatex is installed: matplotlib can write .pgf here')
     status, out, err = run_main('--image', str(small_image), '--out', str(tmp_path / 'fig.pgf'))
-    assert status == 2 and err.startswith(ERROR) and err.count('\n') == 1 and 'xelatex' in err, err
+    assert status == 2 and 'xelatex' in error_of(err), err
 
 
 @pytest.mark.parametrize('suffix', ['.png', '.PNG', '.svg', '.pdf', '.jpg'])
@@ -103,15 +115,14 @@ def test_out_empty_is_refused(tmp_path, small_image, monkeypatch):
     monkeypatch.chdir(tmp_path)
     status, out, err = run_main('--image', str(small_image), '--out', '')
     assert (status, out) == (2, '')
-    assert err.startswith(ERROR) and err.count('\n') == 1 and '--out' in err, err
+    assert '--out' in error_of(err), err
     assert list(tmp_path.iterdir()) == [], 'no hidden .png'
 
 
 def test_out_in_a_missing_folder_is_refused(tmp_path, small_image):
     for out_arg in (tmp_path / 'no' / 'x.png', f"{tmp_path / 'newdir'}{os.sep}"):
         status, out, err = run_main('--image', str(small_image), '--out', str(out_arg))
-        assert status == 2 and err.startswith(ERROR) and err.count('\n') == 1, err
-        assert 'no such directory' in err, err
+        assert status == 2 and 'no such directory' in error_of(err), err
     assert list(tmp_path.iterdir()) == []
 
 
@@ -119,7 +130,7 @@ def test_out_that_exists_keeps_its_contents_when_the_tour_fails(tmp_path):
     target = tmp_path / 'fig.png'
     target.write_bytes(b'keep me')
     status, out, err = run_main('--image', str(tmp_path / 'missing.jpg'), '--out', str(target))
-    assert status == 2 and 'cannot read image' in err and err.count('\n') == 1, err
+    assert status == 2 and 'cannot read image' in error_of(err), err
     assert target.read_bytes() == b'keep me'
 
 
@@ -144,9 +155,17 @@ def test_read_only_out_folder_is_refused_before_the_tour(small_image):
         read_only = base / 'ro'
         read_only.mkdir()
         read_only.chmod(0o555)
+        env = {**os.environ, 'MPLBACKEND': 'Agg', 'MPLCONFIGDIR': str(config)}
+        # A clone (or its venv) in a folder other users cannot enter, such as one from `mktemp -d`
+        # or under /root, keeps the unprivileged user from running this Python or importing from it
+        probe = subprocess.run([*prefix, sys.executable, '-c', 'import convutils.tour, matplotlib'],
+                               capture_output=True, text=True, cwd=base, env=env, timeout=120)
+        if probe.returncode:
+            reason = (probe.stderr.strip().splitlines() or [f'status {probe.returncode}'])[-1]
+            pytest.skip(f'an unprivileged user cannot run {sys.executable} and import convutils '
+                        f'(is the clone in a folder other users cannot enter?): {reason}')
         cmd = [*prefix, sys.executable, '-m', 'convutils', '--image', str(base / 'small.png'),
                '--out', str(read_only / 'x.png')]
-        env = {**os.environ, 'MPLBACKEND': 'Agg', 'MPLCONFIGDIR': str(config)}
         res = subprocess.run(cmd, capture_output=True, text=True, cwd=base, env=env, timeout=120)
         assert res.returncode == 2, res
         assert res.stderr.splitlines()[-1].startswith(ERROR + 'cannot write the figure'), res.stderr
@@ -253,6 +272,49 @@ def test_random_filter_panels_share_a_scale_and_differ(tour_results, monkeypatch
             assert not correlation > 0.95, (i, j, correlation)
 
 
+
+def test_smaller_images_are_drawn_at_true_scale_on_the_inputs_pixel_axes(tour_results, monkeypatch,
+                                                                          tmp_path):
+    fig = _drawn_figure(tour_results, monkeypatch, tmp_path)
+    rows, cols = tour_results['image'].shape[:2]
+    panels = {ax.get_title().split(':')[0]: ax for ax in fig.axes if ax.images}
+    for name, key in [('blur, stride 2', 'strided_blur'), ('every 4th pixel', 'small'),
+                      ('deconv2D x2', 'upsampled')]:
+        ax = panels[name]
+        assert (ax.get_xlim(), ax.get_ylim()) == ((0, cols), (rows, 0)), name
+        image_rows, image_cols = tour_results[key].shape[:2]
+        assert tuple(ax.images[0].get_extent()) == (0, image_cols, image_rows, 0), name
+
+
+def test_signed_and_heat_panels_have_colour_bars(tour_results, monkeypatch, tmp_path):
+    fig = _drawn_figure(tour_results, monkeypatch, tmp_path)
+    titled = {ax.get_title(): ax for ax in fig.axes if ax.images}
+    for start in ('Sobel x', 'Sobel y', 'edge magnitude', '8 random 3x3 filters'):
+        ax = next(ax for title, ax in titled.items() if title.startswith(start))
+        assert ax.images[0].colorbar is not None, start
+
+
+def test_dilated_crop_is_small_and_boxed_in_the_input(tour_results, monkeypatch, tmp_path):
+    fig = _drawn_figure(tour_results, monkeypatch, tmp_path)
+    side = tour_results['crop'].shape[1]
+    assert side <= 16 and tour_results['dilated'].shape[1] == 2 * side - 1
+    (top, left), ax = tour_results['crop_at'], fig.axes[0]
+    boxes = [p for p in ax.patches if (p.get_width(), p.get_height()) == (side, side)]
+    assert [b.get_xy() for b in boxes] == [(left - 0.5, top - 0.5)], ax.patches
+    crop = tour_results['image'][top:top + side, left:left + side].mean(axis=-1)
+    np.testing.assert_allclose(tour_results['crop'][0, ..., 0], crop, rtol=1e-6)
+
+
+def test_relu_zeros_are_drawn_grey_not_as_the_darkest_response(tour_results, monkeypatch, tmp_path):
+    fig = _drawn_figure(tour_results, monkeypatch, tmp_path)
+    maps = [ax.images[0] for ax in fig.axes if ax.get_title().startswith('random filter')]
+    assert len(maps) == 3
+    for image in maps:
+        values = image.get_array()
+        np.testing.assert_array_equal(np.ma.getmaskarray(values), np.asarray(values) == 0)
+        assert tuple(image.get_cmap().get_bad()) != tuple(image.get_cmap()(0.0)), 'zero stands out'
+
+
 # the bench subcommand
 
 @pytest.fixture
@@ -290,7 +352,7 @@ def test_bench_with_a_bad_option_exits_2_without_running():
 
 def test_bench_after_a_tour_option_is_refused(bench_calls):
     status, out, err = run_main('--quiet', 'bench')
-    assert status == 2 and err.startswith(ERROR) and err.count('\n') == 1, err
+    assert status == 2 and 'bench must come first' in error_of(err), err
     assert bench_calls == []
 
 
@@ -298,3 +360,37 @@ def test_python_dash_m_bench_help(tmp_path):
     res = subprocess.run([sys.executable, '-m', 'convutils', 'bench', '--help'],
                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert res.returncode == 0 and '--repeats' in res.stdout, res
+
+
+# --version, and the usage on errors
+
+def test_version_prints_the_package_version():
+    import convutils
+    assert run_main('--version') == (0, f'convutils {convutils.__version__}\n', '')
+
+
+def test_python_dash_m_error_prints_the_usage_then_one_line(tmp_path):
+    res = subprocess.run([sys.executable, '-m', 'convutils', '--no-such-option'],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert (res.returncode, res.stdout) == (2, ''), res
+    assert error_of(res.stderr) == ERROR + 'unrecognized arguments: --no-such-option\n'
+
+
+def test_bench_error_prints_the_usage_then_one_line(bench_calls):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err): status = _real_bench_main(['--n-ex', '0'])
+    assert status == 2, err.getvalue()
+    assert err.getvalue().splitlines() == [
+        'usage: python -m convutils bench [-h] [OPTIONS]',
+        "python -m convutils bench: error: argument --n-ex: must be an integer >= 1, got '0'"]
+    assert bench_calls == []
+
+
+def test_bench_help_names_the_workloads_and_the_time_of_a_full_run():
+    status, out, err = run_main('bench', '--help')
+    assert status == 0, err
+    for name, w in convutils.benchmark.WORKLOADS.items():
+        assert re.search(rf"^  {name}  X {re.escape(str(w['X']))} +W {re.escape(str(w['W']))} +stride ",
+                         out, flags=re.M), (name, out)
+    assert re.search(r'A full run takes about \d+ minutes', out), out
+
