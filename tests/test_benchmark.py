@@ -7,6 +7,7 @@ numbers mean nothing.
 """
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 
@@ -36,7 +37,7 @@ def test_bench_takes_the_benchmarks_options():
     result = run('-m', 'convutils', 'bench', *TINY)
     assert result.returncode == 0, result
     assert result.stdout.startswith('convutils benchmark\n'), result
-    assert '[1/10] conv A float32' in result.stderr.splitlines(), result.stderr
+    assert '[1/11] conv A float32' in result.stderr.splitlines(), result.stderr
     result = run('-m', 'convutils', 'bench', *TINY, '--quiet')
     assert (result.returncode, result.stderr) == (0, ''), result
 
@@ -59,6 +60,8 @@ def test_each_line_pools_its_fresh_processes(tmp_path):
         assert line['processes'] == 2 and len(line['rounds']['ratio']) == 2, line
         assert line['ratio_low'] <= line['ratio'] <= line['ratio_high'], line
         assert line['verdicts']['ratio'] in ('PASS', 'FAIL', 'UNSURE'), line
+    pooling = results['pooling']
+    assert pooling['processes'] == 2 and len(pooling['rounds']['reshape_ratio']) == 2, pooling
     assert 'UNSURE' in result.stdout or 'PASS' in result.stdout, result.stdout
 
 
@@ -72,3 +75,5 @@ def test_torch_column_or_a_clear_error():
         assert result.returncode == 0, result
         assert "against PyTorch's conv2d / conv1d" in result.stdout, result.stdout
         assert 'PyTorch, groups=C' in result.stdout, result.stdout
+        for call in ('max_pool2d', 'backward', 'avg_pool2d'):  # the pooling line, with its target
+            assert re.search(rf"vs PyTorch {call} .*<=1.5", result.stdout), (call, result.stdout)
