@@ -9,34 +9,10 @@ __all__ = ['conv2D_backward', 'depthwise_conv2D_backward', 'conv1D_backward', 'd
 import dataclasses
 from functools import partial
 import numpy as np
-from .padding import ConvGeometry, check_array, check_conv, check_flag, summing_dtype
+from .padding import DZShapeError, check_conv, check_dZ, check_flag, summing_dtype
 from .engine import accepts_dask, conv_adjoint, conv_forward, kernel_grad
 from .convolution import depthwise_as_grouped
 from .winograd import conv_by_method, pick_route, winograd_kernel_grad
-
-# %% ../nbs/06_backward.ipynb #d01ad1a2
-class _DZShapeError(ValueError):
-    "`dZ` does not have the forward output's shape (`expected`); it has `got`."
-    def __init__(self, message, expected, got):
-        super().__init__(message)
-        self.expected, self.got = expected, got
-
-def _dZ_message(forward:str, expected, got, X_shape, W_shape) -> str:
-    return (f"dZ must have the shape of {forward}'s output, {tuple(expected)} (for X of shape "
-            f"{tuple(X_shape)} and W of shape {tuple(W_shape)}), got {tuple(got)}")
-
-def _check_dZ(dZ,               # the gradient of the loss with respect to the forward output
-              expected:tuple,   # the forward output's shape
-              forward:str,      # the forward function's name, for the message
-              X_shape, W_shape, # the shapes the forward output was computed from
-             ) -> np.ndarray:
-    "Return `dZ` as an array, or raise a `ValueError` naming its shape and the one expected."
-    dZ = check_array(dZ, 'dZ', None, numbers=True)
-    if dZ.shape != tuple(expected):
-        raise _DZShapeError(_dZ_message(forward, expected, dZ.shape, X_shape, W_shape),
-                            tuple(expected), dZ.shape)
-    return dZ
-
 
 # %% ../nbs/06_backward.ipynb #cea0d60c
 def _check_backward(dZ, X, W, stride, pad, dilation, forward:str, **options) -> tuple:
@@ -44,7 +20,7 @@ def _check_backward(dZ, X, W, stride, pad, dilation, forward:str, **options) -> 
     try:
         X_, W_, g = check_conv(X, W, stride, pad, dilation, **options)
         expected = g.in_shape if options.get('transposed') else g.out_shape
-        return _check_dZ(dZ, expected, forward, X_.shape, W_.shape), X_, W_, g
+        return check_dZ(dZ, expected, forward, X=X_.shape, W=W_.shape), X_, W_, g
     except ValueError:
         try:  # the forward pass's order (X, W, dZ)?
             _, _, g = check_conv(dZ, X, stride, pad, dilation, **options)
@@ -171,9 +147,9 @@ def depthwise_conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=T
     try:
         dX, dW = depthwise_as_grouped(partial(conv2D_backward, dZ), X, W, stride, pad, dilation,
                                       input_grad=input_grad, pad_mode=pad_mode)
-    except _DZShapeError as wrong:  # name the kernel as the caller gave it, not as grouped
-        raise ValueError(_dZ_message('depthwise_conv2D', wrong.expected, wrong.got, np.shape(X),
-                                     W_shape)) from None
+    except DZShapeError as wrong:  # name the kernel as the caller gave it, not as grouped
+        raise DZShapeError('depthwise_conv2D', wrong.expected, wrong.got, X=np.shape(X),
+                           W=W_shape) from None
     return dX, dW.reshape(W_shape)
 
 # %% ../nbs/06_backward.ipynb #77eb65e9

@@ -549,6 +549,26 @@ def check_flag(value, name:str) -> bool:
         raise TypeError(f"{name} must be a bool, got {value!r} of type {type(value).__name__}")
     return bool(value)
 
+# %% ../nbs/00_padding.ipynb #fccec11c
+class DZShapeError(ValueError):
+    "`dZ` does not have the shape of `forward`'s output: `expected`, computed from `shapes`."
+    def __init__(self, forward:str, expected:tuple, got:tuple, **shapes):
+        self.expected, self.got = tuple(expected), tuple(got)
+        given = ' and '.join(f"{name} of shape {tuple(shape)}" for name, shape in shapes.items())
+        super().__init__(f"dZ must have the shape of {forward}'s output, {self.expected} "
+                         f"(for {given}), got {self.got}")
+
+def check_dZ(dZ,             # the gradient of the loss with respect to a forward output
+             expected:tuple, # the forward output's shape
+             forward:str,    # the forward function's name, for the message
+             **shapes,       # what that shape was computed from, by name: `X=X.shape, W=W.shape`
+            ) -> np.ndarray:
+    "Return `dZ` as an array of numbers of shape `expected`, or raise a `DZShapeError`."
+    dZ = check_array(dZ, 'dZ', None, numbers=True)
+    if dZ.shape != tuple(expected): raise DZShapeError(forward, expected, dZ.shape, **shapes)
+    return dZ
+
+
 # %% ../nbs/00_padding.ipynb #2cecc5e3
 def summing_dtype(*arrays) -> np.dtype:
     "The dtype to sum products of `arrays` in: their floating result type, else float64."

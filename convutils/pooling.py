@@ -10,8 +10,9 @@ __all__ = ['maxpool2D', 'avgpool2D', 'maxpool2D_backward', 'avgpool2D_backward',
 import itertools, math
 from dataclasses import dataclass
 import numpy as np
-from .padding import (check_array, check_flag, check_int, check_out_dims, check_size,
-                               conv_out_len, resolve_pad1D, resolve_pad2D, summing_dtype)
+from .padding import (check_array, check_dZ, check_flag, check_int, check_out_dims,
+                               check_size, conv_out_len, resolve_pad1D, resolve_pad2D,
+                               summing_dtype)
 from .engine import accepts_dask, output_blocks
 
 # %% ../nbs/05b_pooling.ipynb #635064e9
@@ -193,12 +194,9 @@ def pool_forward(X,          # the checked input
 # %% ../nbs/05b_pooling.ipynb #02fd0cfb
 def check_pool_dZ(dZ, X, axes:tuple, forward:str) -> np.ndarray:
     "Return `dZ` as an array if it has the shape of `forward`'s output for `X`, else raise."
-    dZ = check_array(dZ, 'dZ', None, numbers=True)
     expected = (len(X), *(axis.out_len for axis in axes), X.shape[-1])
-    if dZ.shape != expected:
-        raise ValueError(f"dZ must have the shape of {forward}'s output, {expected} (for X of "
-                         f"shape {X.shape}), got {dZ.shape}")
-    return dZ
+    return check_dZ(dZ, expected, forward, X=X.shape)
+
 
 # %% ../nbs/05b_pooling.ipynb #837097c7
 def max_pool(X, pool, stride, pad, dilation, n_axes:int) -> np.ndarray:
