@@ -1,11 +1,10 @@
 """Hostile and extreme inputs: what is not numbers is refused, errors name the argument, and work and
 memory follow the size of the result, never the stride, the dilation or the padding."""
-import subprocess, sys, time, tracemalloc
 import numpy as np
 import pytest
-import convutils as cu
 from convutils import (conv1D, conv1D_backward, conv2D, conv2D_backward, conv2D_naive, col2im,
                        deconv2D, deconv2D_backward, deconv2D_naive, dilate, im2col, pad1D, pad2D)
+from measure import peak as _peak
 
 X4, W4 = np.ones((1, 4, 4, 1)), np.ones((3, 3, 1, 1))
 
@@ -68,12 +67,6 @@ def test_dilate_of_an_empty_axis():
     assert dilate(np.ones((1, 0, 3, 1)), 1).shape == (1, 0, 5, 1)
 
 
-def _peak(fn):
-    tracemalloc.start()
-    try:
-        start = time.perf_counter(); out = fn(); elapsed = time.perf_counter() - start
-        return out, tracemalloc.get_traced_memory()[1], elapsed
-    finally: tracemalloc.stop()
 
 
 @pytest.mark.parametrize('call', [

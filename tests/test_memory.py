@@ -1,24 +1,18 @@
 """Work and memory follow the result, whatever the padding mode, stride, dilation or pad: the input
 gradient, im2col and col2im fold back only what the windows read, and the peak stays within twice
 the result. Each case is checked against an explicit loop or an adjoint identity."""
-import itertools, time, tracemalloc
+import itertools
 import numpy as np
 import pytest
 from convutils import (calc_conv_out_dims, col2im, conv1D_backward, conv2D, conv2D_backward,
                        conv2D_naive, depthwise_conv2D, depthwise_conv2D_backward, im2col, pad1D,
                        pad2D)
 from convutils.padding import ConvGeometry, mode_index
+from measure import peak as _peak
 
 MiB = 1 << 20
 
 
-def _peak(fn):
-    "`(result, peak bytes allocated while it ran, seconds)`."
-    tracemalloc.start()
-    try:
-        start = time.perf_counter(); out = fn(); elapsed = time.perf_counter() - start
-        return out, tracemalloc.get_traced_memory()[1], elapsed
-    finally: tracemalloc.stop()
 
 
 def _source(position, n, mode):

@@ -6,8 +6,7 @@
 - Memory follows the result: at most twice its size, whatever the stride or the padding.
 The loop references and the randomised checks against them are in `nbs/05b_pooling.ipynb`.
 """
-import time
-import tracemalloc
+from measure import peak as _peak
 
 import numpy as np
 import pytest
@@ -33,7 +32,7 @@ def random_case(rng, n_axes):
         pad = [int(rng.integers(0, k // 2 + 1)) for k in pool]  # PyTorch pads at most half a pool
         if n_axes == 1: pad = pad[0]  # in 1-D, two ints are (left, right), as in the convolutions
         X = rng.integers(-3, 4, (int(rng.integers(1, 4)), *in_dims, int(rng.integers(1, 4))))
-        try: maxpool = MAX[n_axes][0](X, pool, stride, pad, dilation)
+        try: MAX[n_axes][0](X, pool, stride, pad, dilation)  # raises where no window fits
         except ValueError: continue
         return X, pool, stride, pad, dilation
 
@@ -130,12 +129,6 @@ def test_dask_errors_are_numpys_and_raised_by_the_call():
         avgpool2D_backward(da.ones((5, 2, 2, 2)), X, 2)
 
 
-def _peak(fn):
-    tracemalloc.start()
-    try:
-        start = time.perf_counter(); out = fn(); elapsed = time.perf_counter() - start
-        return out, tracemalloc.get_traced_memory()[1], elapsed
-    finally: tracemalloc.stop()
 
 
 @pytest.mark.parametrize('pool, stride, pad', [(2, 2, 0), (3, 2, 1), (3, 1, 'same'), (2, 3, 0)])
