@@ -9,7 +9,7 @@ __all__ = ['conv2D_naive', 'conv2D', 'depthwise_conv2D', 'conv1D', 'deconv2D_nai
 import numpy as np
 from .padding import (
     ConvGeometry, check_array, check_conv, effective_kernel, pad2D, summing_dtype)
-from .engine import accepts_dask, conv_adjoint, conv_forward
+from .engine import accepts_dask, conv_adjoint, conv_forward, is_dask
 from .winograd import conv_by_method
 
 # %% ../nbs/02_convolution.ipynb #02361b91
@@ -131,7 +131,7 @@ def depthwise_conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant'):
 def depthwise_as_grouped(grouped, X, W, *args, **kwargs):
     "`grouped(X, W as (kr, kc, 1, in_ch*multiplier), *args, groups=in_ch)`, after checking `W`."
     # a Dask W is checked from its shape and dtype alone, and stays lazy
-    lazy = type(W).__module__.startswith('dask.')
+    lazy = is_dask(W)
     metadata = np.broadcast_to(np.zeros((), W.dtype), W.shape) if lazy else W
     metadata = check_array(metadata, 'W', '(kernel_rows, kernel_cols, in_ch, multiplier)',
                            numbers=True)

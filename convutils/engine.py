@@ -6,7 +6,7 @@
 __all__ = ['COLUMN_BYTES', 'MIN_POSITIONS', 'FEW_CHANNELS', 'CONV_ROUTE_CHANNELS', 'strided_windows', 'output_blocks',
            'alias_free_shift', 'copy_deltas', 'workspace', 'axis_layout', 'block_layouts', 'read_block',
            'column_blocks', 'conv_forward', 'depthwise_forward', 'kernel_grad', 'add_taps', 'fold_padding',
-           'block_parts', 'conv_adjoint', 'accepts_dask']
+           'block_parts', 'conv_adjoint', 'is_dask', 'accepts_dask']
 
 # %% ../nbs/05_engine.ipynb #4a9409bd
 import dataclasses, functools, itertools, math
@@ -499,11 +499,15 @@ def conv_adjoint(dZ,             # (n_ex, out_rows, out_cols, out_ch): g.out_sha
     return _add_stamps(dZ, W, g)
 
 # %% ../nbs/05_engine.ipynb #8c05ee5d
+def is_dask(a) -> bool:
+    "Whether `a` is a Dask collection, told without importing dask."
+    return type(a).__module__.startswith('dask.')
+
 def accepts_dask(f):
     "Send calls of `f` with a Dask array among their arrays to `convutils.scaleout`'s `f`."
     @functools.wraps(f)
     def dispatch(*args, **kwargs):
-        if any(type(a).__module__.startswith('dask.') for a in (*args[:3], *kwargs.values())):
+        if any(is_dask(a) for a in (*args[:3], *kwargs.values())):
             from convutils import scaleout  # imported only when used: NumPy callers never load dask
             return getattr(scaleout, f.__name__)(*args, **kwargs)
         return f(*args, **kwargs)
