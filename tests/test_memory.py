@@ -7,7 +7,8 @@ import pytest
 from convutils import (calc_conv_out_dims, col2im, conv1D_backward, conv2D, conv2D_backward,
                        conv2D_naive, depthwise_conv2D, depthwise_conv2D_backward, im2col, pad1D,
                        pad2D)
-from convutils.padding import ConvGeometry, mode_index
+from convutils.geometry import ConvGeometry
+from convutils.padding import mode_index
 from measure import peak as _peak
 
 MiB = 1 << 20
