@@ -153,6 +153,25 @@ def _fills(g:ConvGeometry, layouts) -> list:
                       (every, *np.ix_(*sources), *(slice(0, c) for c in copies[axis + 1:]))))
     return fills
 
+# %% ../nbs/05_engine.ipynb #e706c06e
+def _slab_fills(fills, axis:int, first:int, stop:int, length:int) -> list:
+    "`fills` of the padded positions `[first, stop)` of `axis` (of `length`), counted from 0."
+    slab = []
+    for into, take in fills:  # along `axis`, each a slice, or an index array
+        rows, source = into[axis + 1], take[axis + 1]
+        positions = np.arange(length)[rows] if isinstance(rows, slice) else np.asarray(rows)
+        kept = np.flatnonzero((positions >= first) & (positions < stop))
+        if not len(kept): continue
+        if isinstance(rows, slice):  # contiguous: a slice again
+            rows = slice(positions[kept[0]] - first, positions[kept[-1]] - first + 1)
+        else: rows = positions[kept] - first
+        if isinstance(source, slice):
+            source = slice(source.start + kept[0], source.start + kept[-1] + 1)
+        else: source = np.take(source, kept, axis=axis if source.ndim > 1 else 0)  # a mesh
+        slab.append(((*into[:axis + 1], rows, *into[axis + 2:]),
+                     (*take[:axis + 1], source, *take[axis + 2:])))
+    return slab
+
 # %% ../nbs/05_engine.ipynb #58ebf037
 def read_block(X,              # input (n_ex, *spatial, in_ch), unpadded
                g:ConvGeometry, # the convolution's geometry
@@ -188,8 +207,10 @@ def column_blocks(X,                # input (n_ex, *spatial, in_ch), unpadded
     used = [length for *_, length in layouts]
     half_output = math.prod(g.out_shape) * dtype.itemsize // 2
     if positions is None:  # a few MiB, and never more than half the output's size
-        budget = min(COLUMN_BYTES, half_output)
-        positions = max(MIN_POSITIONS, budget // (n_taps * dtype.itemsize))
+        per_position = n_taps * dtype.itemsize
+        fit = half_output // per_position
+        floor = min(MIN_POSITIONS, max(MIN_POSITIONS // 4, fit))  # a small output: smaller blocks
+        positions = max(floor, min(COLUMN_BYTES, half_output) // per_position)
     per_example = math.prod(g.out_dims)
     if positions >= per_example:  # whole examples: their padded block within half the output too
         padded_bytes = math.prod(used) * in_ch * dtype.itemsize
@@ -201,26 +222,41 @@ def column_blocks(X,                # input (n_ex, *spatial, in_ch), unpadded
     deltas = copy_deltas((*g.kernel, in_ch), tuple(strides), tuple(d + 1 for d in dilations),
                          tuple(used), g.out_dims, max_positions, few, dtype)
     block_ex = blocks[0][0].stop - blocks[0][0].start
+    # blocks smaller than an example hold only the slab their windows read: one window along the
+    # axes before the block's band, the band's windows along its axis, whole axes after it
+    band = max((a for a, s in enumerate(blocks[0][1:]) if s != slice(0, g.out_dims[a])),
+               default=None)
+    slabs = band is not None and tuple(used) == g.span
+    def span(a, count): return conv_span(count, g.kernel[a], strides[a], dilations[a])
+    counts = [max(len(range(g.out_dims[a])[block[a + 1]]) for block in blocks) if slabs
+              and a <= band else g.out_dims[a] for a in range(n_axes)]
+    slab_dims = [span(a, counts[a]) if slabs and a <= band else used[a] for a in range(n_axes)]
     # with groups, the padded block is stored group by group, (groups, examples, *spatial, ...)
-    X_pad, buffer = workspace((groups * block_ex, *used, in_ch // groups),
+    X_pad, buffer = workspace((groups * block_ex, *slab_dims, in_ch // groups),
                               max_positions * n_taps if columns else 0, dtype, deltas)
-    windows = strided_windows(X_pad, g.kernel, g.out_dims, strides, dilations)
+    windows = strided_windows(X_pad, g.kernel, counts, strides, dilations)
     # (groups, examples, *out_dims, *kernel, in_ch/groups)
-    windows = np.moveaxis(windows, n_axes + 1, -1).reshape(groups, block_ex, *g.out_dims,
+    windows = np.moveaxis(windows, n_axes + 1, -1).reshape(groups, block_ex, *counts,
                                                            *g.kernel, in_ch // groups)
     X_pad = X_pad.reshape(groups, block_ex, *X_pad.shape[1:])
-    fills = _fills(g, layouts)
-    loaded = None
+    fills, loaded = _fills(g, layouts), None
     for block in blocks:
-        examples = block[0]
-        n_block = examples.stop - examples.start
-        if examples.start != loaded:  # the zero border is written once; only the interior changes
-            for into, take in fills:
+        examples, n_block = block[0], block[0].stop - block[0].start
+        # the slab's first padded position and length along each axis up to the band
+        corner = tuple((block[a + 1].start * strides[a], span(a, len(range(g.out_dims[a])[
+            block[a + 1]]))) for a in range(band + 1)) if slabs else ()
+        if (examples.start, corner) != loaded:  # else the block reads what the last one read
+            block_fills = fills
+            for a, (first, length) in enumerate(corner):
+                block_fills = _slab_fills(block_fills, a, first, first + length, used[a])
+            if slabs and g.pad_mode == 'constant': X_pad[:, :n_block] = 0  # where the pad is
+            for into, take in block_fills:
                 pixels = X[examples][take]  # (..., in_ch), split into the groups, groups first
                 pixels = pixels.reshape(*pixels.shape[:-1], groups, in_ch // groups)
                 X_pad[:, :n_block][(slice(None), *into)] = np.moveaxis(pixels, -2, 0)
-            loaded = examples.start
-        view = windows[(slice(None), slice(0, n_block), *block[1:])]
+            loaded = examples.start, corner
+        within = [slice(0, s.stop - s.start) for s in block[1:len(corner) + 1]]
+        view = windows[(slice(None), slice(0, n_block), *within, *block[len(corner) + 1:])]
         n_pos = math.prod(view.shape[1:n_axes + 2])
         if groups > 1:  # group-major: each group's columns a contiguous (n_pos, n_taps/groups)
             if not columns:  # the windows, with the channels of all groups together again
