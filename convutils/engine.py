@@ -249,7 +249,11 @@ def column_blocks(X,                # input (n_ex, *spatial, in_ch), unpadded
             block_fills = fills
             for a, (first, length) in enumerate(corner):
                 block_fills = _slab_fills(block_fills, a, first, first + length, used[a])
-            if slabs and g.pad_mode == 'constant': X_pad[:, :n_block] = 0  # where the pad is
+            if slabs and g.pad_mode == 'constant':  # zeros where the slab holds padding
+                for a, (first, length) in enumerate(corner):
+                    inside = g.pad[2 * a] - first, g.pad[2 * a] + g.in_dims[a] - first
+                    for pad in slice(0, max(0, inside[0])), slice(max(0, inside[1]), length):
+                        X_pad[(slice(None), slice(0, n_block), *[slice(None)] * a, pad)] = 0
             for into, take in block_fills:
                 pixels = X[examples][take]  # (..., in_ch), split into the groups, groups first
                 pixels = pixels.reshape(*pixels.shape[:-1], groups, in_ch // groups)
