@@ -68,13 +68,14 @@ def conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant', groups=1, meth
         input of shape `(n_ex, in_rows, in_cols, in_ch)`
     W : array_like
         kernels of shape `(kernel_rows, kernel_cols, in_ch // groups, out_ch)`
-    stride : int
-        step between windows, on both axes (>= 1)
+    stride : int or tuple
+        step between windows (>= 1), on both axes or `(rows, cols)`
     pad : int, tuple or str
         an int, `(rows, cols)`, `(top, bottom, left, right)`, `'same'` (the output keeps the
         input's size, at every stride) or `'valid'` (no padding)
-    dilation : int
-        zeros inserted between kernel taps: 0 is an ordinary kernel (PyTorch's `dilation - 1`)
+    dilation : int or tuple
+        zeros inserted between kernel taps, on both axes or `(rows, cols)`: 0 is an ordinary kernel
+        (PyTorch's `dilation - 1`)
     pad_mode : str
         what the padding holds: `'constant'` (zeros), `'reflect'`, `'symmetric'`, `'edge'` or
         `'wrap'`, as in `np.pad` (PyTorch's `'zeros'`, `'replicate'` and `'circular'` too)
@@ -111,12 +112,12 @@ def depthwise_conv2D(X, W, stride, pad, dilation=0, *, pad_mode='constant'):
         input of shape `(n_ex, in_rows, in_cols, in_ch)`
     W : array_like
         kernels of shape `(kernel_rows, kernel_cols, in_ch, multiplier)`
-    stride : int
-        step between windows, on both axes (>= 1)
+    stride : int or tuple
+        step between windows (>= 1), on both axes or `(rows, cols)`
     pad : int, tuple or str
         an int, `(rows, cols)`, `(top, bottom, left, right)`, `'same'` or `'valid'`
-    dilation : int
-        zeros inserted between kernel taps
+    dilation : int or tuple
+        zeros inserted between kernel taps, on both axes or `(rows, cols)`
     pad_mode : str
         what the padding holds: `'constant'` (zeros), `'reflect'`, `'symmetric'`, `'edge'` or
         `'wrap'`, as in `np.pad` (PyTorch's `'zeros'`, `'replicate'` and `'circular'` too)
@@ -231,13 +232,13 @@ def deconv2D_naive(X, W, stride, pad, dilation=0, *, pad_mode='constant',
         input of shape `(n_ex, in_rows, in_cols, in_ch)`
     W : array_like
         kernels of shape `(kernel_rows, kernel_cols, in_ch, out_ch)`
-    stride : int
-        step between the stamps of neighbouring input pixels (>= 1)
+    stride : int or tuple
+        step between the stamps of neighbouring input pixels (>= 1), on both axes or `(rows, cols)`
     pad : int, tuple or str
         what to crop from the full output: an int, `(rows, cols)`, `(top, bottom, left, right)`,
         `'same'` (the output has `stride*in` pixels) or `'valid'` (nothing)
-    dilation : int
-        zeros inserted between kernel taps
+    dilation : int or tuple
+        zeros inserted between kernel taps, on both axes or `(rows, cols)`
     pad_mode : str
         only `'constant'`: the pad of a transposed convolution is a crop, and holds nothing
     groups : int
