@@ -81,12 +81,12 @@ def conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True, pad_m
         the forward input, `(n_ex, in_rows, in_cols, in_ch)`
     W : array_like
         the forward kernels, `(kernel_rows, kernel_cols, in_ch // groups, out_ch)`
-    stride : int
-        the forward stride
+    stride : int or tuple
+        the forward stride: one for both axes or `(rows, cols)`
     pad : int, tuple or str
         the forward pad: an int, `(rows, cols)`, `(top, bottom, left, right)`, `'same'` or `'valid'`
-    dilation : int
-        the forward dilation (zeros between kernel taps)
+    dilation : int or tuple
+        the forward dilation (zeros between kernel taps), one for both axes or `(rows, cols)`
     input_grad : bool
         compute `dX`; with False it is returned as None (a network's first layer needs none)
     pad_mode : str
@@ -122,12 +122,12 @@ def depthwise_conv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=T
         the forward input, `(n_ex, in_rows, in_cols, in_ch)`
     W : array_like
         the forward kernels, `(kernel_rows, kernel_cols, in_ch, multiplier)`
-    stride : int
-        the forward stride
+    stride : int or tuple
+        the forward stride: one for both axes or `(rows, cols)`
     pad : int, tuple or str
         the forward pad: an int, `(rows, cols)`, `(top, bottom, left, right)`, `'same'` or `'valid'`
-    dilation : int
-        the forward dilation (zeros between kernel taps)
+    dilation : int or tuple
+        the forward dilation (zeros between kernel taps), one for both axes or `(rows, cols)`
     input_grad : bool
         compute `dX`; with False it is returned as None
     pad_mode : str
@@ -262,13 +262,13 @@ def deconv2D_backward(dZ, X, W, stride, pad, dilation=0, *, input_grad=True, pad
         the forward input, `(n_ex, in_rows, in_cols, in_ch)`
     W : array_like
         the forward kernels, `(kernel_rows, kernel_cols, in_ch, out_ch // groups)`
-    stride : int
-        the forward stride
+    stride : int or tuple
+        the forward stride: one for both axes or `(rows, cols)`
     pad : int, tuple or str
         the forward crop: an int, `(rows, cols)`, `(top, bottom, left, right)`, `'same'` or
         `'valid'`
-    dilation : int
-        the forward dilation (zeros between kernel taps)
+    dilation : int or tuple
+        the forward dilation (zeros between kernel taps), one for both axes or `(rows, cols)`
     input_grad : bool
         compute `dX`; with False it is returned as None
     pad_mode : str

@@ -41,8 +41,9 @@ def check_axes(value,       # an int, or a sequence of one int per spatial axis
     if not isinstance(value, (tuple, list)): return (check_int(value, name, minimum),) * n_axes
     if len(value) != n_axes:
         axes = ', '.join(AXIS_NAMES.get(n_axes, ()))
-        raise ValueError(f"{name} must be an int or {n_axes} ints, one per spatial axis: the "
-                         f"input has {n_axes} ({axes}); got {value!r}")
+        many = f"{n_axes} ints" if n_axes > 1 else "a sequence of one int"
+        raise ValueError(f"{name} must be an int or {many}, one per spatial axis: the input has "
+                         f"{n_axes} ({axes}); got {value!r}")
     return tuple(check_int(v, f"{name}[{i}]", minimum) for i, v in enumerate(value))
 
 # %% ../nbs/00a_geometry.ipynb #84ae24e1

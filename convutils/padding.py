@@ -234,10 +234,10 @@ def resolve_pad2D(pad, X_shape, kernel_shape=None, stride=None, dilation=0) -> t
         input shape `(n_ex, in_rows, in_cols, in_ch)`; needed for `'same'`
     kernel_shape : tuple of int, optional
         `(kernel_rows, kernel_cols)`; needed for `'same'`
-    stride : int, optional
-        step between windows; needed for `'same'`
-    dilation : int
-        zeros inserted between kernel taps
+    stride : int or tuple, optional
+        step between windows, one for both axes or `(rows, cols)`; needed for `'same'`
+    dilation : int or tuple
+        zeros inserted between kernel taps, one for both axes or `(rows, cols)`
 
     Returns
     -------
