@@ -11,7 +11,8 @@ import dataclasses
 from functools import partial
 import numpy as np
 from .geometry import DZShapeError, check_conv, check_dZ, check_flag, summing_dtype
-from .engine import accepts_dask, conv_adjoint, conv_forward, kernel_grad
+from .engine import (
+    accepts_dask, column_work, conv_adjoint, conv_forward, kernel_grad, sum_by_examples)
 from .convolution import depthwise_as_grouped
 from .winograd import conv_by_method, pick_route, winograd_kernel_grad
 
@@ -45,7 +46,9 @@ def _input_grad_route(method, # 'auto', 'gemm' or 'winograd', as conv2D's
 def _kernel_grad(X, dZ, g, route:str) -> np.ndarray:
     "`dW` of the 2-D convolution `g` by `route`: the engine's `kernel_grad`, or F(3×3, m×m) tiles."
     if route == 'gemm': return kernel_grad(X, dZ, g)
-    return winograd_kernel_grad(X, dZ, g, dZ.dtype, m=int(route[-1]))
+    m = int(route[-1])  # runs of examples on every worker, their partial sums added in order
+    return sum_by_examples(lambda X, dZ, g: winograd_kernel_grad(X, dZ, g, dZ.dtype, m=m), g,
+                           X, dZ, work=column_work(g))
 
 
 # %% ../nbs/06_backward.ipynb #f3ddc390

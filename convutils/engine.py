@@ -4,9 +4,10 @@
 
 # %% auto #0
 __all__ = ['COLUMN_BYTES', 'MIN_POSITIONS', 'FEW_CHANNELS', 'CONV_ROUTE_CHANNELS', 'strided_windows', 'output_blocks',
-           'alias_free_shift', 'copy_deltas', 'workspace', 'axis_layout', 'block_layouts', 'read_block',
-           'column_blocks', 'conv_forward', 'depthwise_forward', 'kernel_grad', 'add_taps', 'fold_padding',
-           'block_parts', 'conv_adjoint', 'is_dask', 'accepts_dask']
+           'alias_free_shift', 'copy_deltas', 'workspace', 'axis_layout', 'block_layouts', 'read_block', 'block_plan',
+           'column_blocks', 'column_work', 'workers_for', 'conv_forward', 'depthwise_forward', 'kernel_grad',
+           'add_taps', 'fold_padding', 'block_parts', 'example_chunks', 'by_examples', 'sum_by_examples',
+           'conv_adjoint', 'is_dask', 'accepts_dask']
 
 # %% ../nbs/05_engine.ipynb #4a9409bd
 import dataclasses, functools, itertools, math
@@ -14,6 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from .geometry import ConvGeometry, conv_span, effective_kernel, summing_dtype
 from .padding import mode_index
+from .threads import get_num_threads, plan_workers, run_blocks, run_shares, sum_shares
 
 # %% ../nbs/05_engine.ipynb #51aacea2
 def _per_axis(value, n_axes:int) -> tuple:
@@ -187,12 +189,35 @@ def read_block(X,              # input (n_ex, *spatial, in_ch), unpadded
     for into, take in _fills(g, layouts): by_example[into] = X[take]
     return block, (tuple(s for _, s, _, _ in layouts), tuple(d for _, _, d, _ in layouts))
 
+# %% ../nbs/05_engine.ipynb #e707f2fb
+def block_plan(g:ConvGeometry, # the convolution's geometry
+               dtype,          # the dtype the columns are computed in
+               positions=None, # output positions per block; None: fill COLUMN_BYTES
+               workers:int=1,  # buffers that exist at once, one per worker
+              ) -> list:
+    "The output blocks `(examples, *axes)` of `g`'s column route, each contiguous in the output."
+    if g.n_ex == 0: return []
+    itemsize, n_taps = np.dtype(dtype).itemsize, math.prod(g.kernel) * g.in_ch
+    # the workers' buffers together within the output's size: half of it for one worker
+    budget = math.prod(g.out_shape) * itemsize // (workers + 1)
+    if positions is None:  # a few MiB, and never more than the budget
+        per_position = n_taps * itemsize
+        fit = budget // per_position
+        floor = min(MIN_POSITIONS, max(MIN_POSITIONS // 4, fit))  # a small output: smaller blocks
+        positions = max(floor, min(COLUMN_BYTES, budget) // per_position)
+    per_example = math.prod(g.out_dims)
+    if positions >= per_example:  # whole examples: their padded block within the budget too
+        padded_bytes = math.prod(length for *_, length in block_layouts(g)) * g.in_ch * itemsize
+        positions = min(positions, per_example * max(1, budget // padded_bytes))
+    return output_blocks(g.n_ex, g.out_dims, positions)
+
 # %% ../nbs/05_engine.ipynb #45e89fe0
 def column_blocks(X,                # input (n_ex, *spatial, in_ch), unpadded
                   g:ConvGeometry,   # the convolution's geometry
                   dtype,            # the dtype the columns are computed in
                   positions=None,   # output positions per block; None: fill COLUMN_BYTES
                   columns:bool=True, # False: yield each block's windows, uncopied
+                  blocks=None,      # the blocks to yield, a run of `block_plan`'s; None: all
                  ):
     """Yield `(block, X_col)` per output block: its slices `(examples, *axes)` and its columns.
 
@@ -201,21 +226,11 @@ def column_blocks(X,                # input (n_ex, *spatial, in_ch), unpadded
     `(n, *out_dims, *kernel, in_ch)`, a view of the padded block."""
     n_ex, in_ch, n_axes = g.n_ex, g.in_ch, g.n_axes
     n_taps = math.prod(g.kernel) * in_ch
-    if n_ex == 0: return
+    if blocks is None: blocks = block_plan(g, dtype, positions)
+    if not blocks: return
     layouts = block_layouts(g)
     strides, dilations = [s for _, s, _, _ in layouts], [d for _, _, d, _ in layouts]
     used = [length for *_, length in layouts]
-    half_output = math.prod(g.out_shape) * dtype.itemsize // 2
-    if positions is None:  # a few MiB, and never more than half the output's size
-        per_position = n_taps * dtype.itemsize
-        fit = half_output // per_position
-        floor = min(MIN_POSITIONS, max(MIN_POSITIONS // 4, fit))  # a small output: smaller blocks
-        positions = max(floor, min(COLUMN_BYTES, half_output) // per_position)
-    per_example = math.prod(g.out_dims)
-    if positions >= per_example:  # whole examples: their padded block within half the output too
-        padded_bytes = math.prod(used) * in_ch * dtype.itemsize
-        positions = min(positions, per_example * max(1, half_output // padded_bytes))
-    blocks = output_blocks(n_ex, g.out_dims, positions)
     max_positions = max(math.prod(len(range(n)[s]) for n, s in zip((n_ex, *g.out_dims), block))
                         for block in blocks)
     few, groups = in_ch < FEW_CHANNELS and g.groups == 1, g.groups
@@ -282,6 +297,19 @@ def column_blocks(X,                # input (n_ex, *spatial, in_ch), unpadded
             np.copyto(X_col.reshape(view.shape), view)
             yield block, X_col
 
+# %% ../nbs/05_engine.ipynb #5db52c61
+def column_work(g:ConvGeometry) -> int:
+    "Elements the column route of `g` copies and writes: what decides whether to share it out."
+    return math.prod(g.out_shape[:-1]) * (math.prod(g.kernel) * g.in_ch + g.out_ch)
+
+def workers_for(g:ConvGeometry, dtype, work:int) -> int:
+    "Workers for the column route of `g`: the pool's, while each one's buffers hold a full block."
+    workers, itemsize = max(1, plan_workers(1 << 30, work)), np.dtype(dtype).itemsize
+    per_block = MIN_POSITIONS * math.prod(g.kernel) * g.in_ch * itemsize
+    while workers > 1 and math.prod(g.out_shape) * itemsize // (workers + 1) < per_block:
+        workers -= 1  # a small output: fewer workers, each with a block worth a product
+    return workers
+
 # %% ../nbs/05_engine.ipynb #f435d1f9
 def conv_forward(X,              # input (n_ex, *spatial, in_ch)
                  W,              # kernel (*kernel, in_ch // groups, out_ch)
@@ -297,10 +325,14 @@ def conv_forward(X,              # input (n_ex, *spatial, in_ch)
     if groups > 1:  # (groups, prod(kernel)*in_ch/groups, out_ch/groups): one matrix per group
         W_col = np.ascontiguousarray(W_col.reshape(-1, groups, group_out).transpose(1, 0, 2))
     Z = np.empty(g.out_shape, dtype)
-    for block, X_col in column_blocks(X, g, dtype, positions):
-        out = Z[block].reshape(-1, g.out_ch)  # a view: blocks are contiguous
-        if groups > 1: out = out.reshape(-1, groups, group_out).transpose(1, 0, 2)
-        np.matmul(X_col, W_col, out=out)  # with groups, one batched product over them
+    def share(blocks):  # one worker's run of blocks, with a workspace of its own
+        for block, X_col in column_blocks(X, g, dtype, positions, blocks=blocks):
+            out = Z[block].reshape(-1, g.out_ch)  # a view: blocks are contiguous
+            if groups > 1: out = out.reshape(-1, groups, group_out).transpose(1, 0, 2)
+            np.matmul(X_col, W_col, out=out)  # with groups, one batched product over them
+    work = column_work(g)
+    workers = workers_for(g, dtype, work)  # 1: on this thread, BLAS as the caller left it
+    run_shares(share, block_plan(g, dtype, positions, workers), work=work if workers > 1 else 0)
     return Z
 
 # %% ../nbs/05_engine.ipynb #f3efd500
@@ -315,14 +347,18 @@ def depthwise_forward(X,              # input (n_ex, *spatial, in_ch)
     W_taps = W.astype(dtype, copy=False).reshape(*g.kernel, g.in_ch, multiplier)
     Z = np.empty(g.out_shape, dtype)
     positions = max(MIN_POSITIONS, COLUMN_BYTES // 4 // (g.out_ch * dtype.itemsize))
-    for block, windows in column_blocks(X, g, dtype, positions, columns=False):
-        out = Z[block].reshape(*windows.shape[:g.n_axes + 1], g.in_ch, multiplier)
-        term = np.empty(out.shape[:-1], dtype)
-        for m in range(multiplier):  # each product runs along the channels, contiguous in memory
-            for t, tap in enumerate(np.ndindex(*g.kernel)):  # windows: (n, *out, *kernel, ch)
-                np.multiply(windows[positions_axes + tap], W_taps[(*tap, slice(None), m)], out=term)
-                if t: out[..., m] += term
-                else: out[..., m] = term
+    def share(blocks):  # one worker's run of blocks, with a term buffer of its own
+        for block, windows in column_blocks(X, g, dtype, positions, columns=False, blocks=blocks):
+            out = Z[block].reshape(*windows.shape[:g.n_axes + 1], g.in_ch, multiplier)
+            term = np.empty(out.shape[:-1], dtype)
+            for m in range(multiplier):  # each product runs along the channels, in memory order
+                for t, tap in enumerate(np.ndindex(*g.kernel)):  # (n, *out, *kernel, ch)
+                    np.multiply(windows[positions_axes + tap], W_taps[(*tap, slice(None), m)],
+                                out=term)
+                    if t: out[..., m] += term
+                    else: out[..., m] = term
+    work = math.prod(g.out_shape) * (math.prod(g.kernel) + 1)
+    run_shares(share, block_plan(g, dtype, positions), work=work)
     return Z
 
 # %% ../nbs/05_engine.ipynb #01f22888
@@ -333,10 +369,18 @@ def kernel_grad(X,              # the forward input (n_ex, *spatial, in_ch)
                ) -> np.ndarray:
     "`dW[*tap, c, o]`: every window times the output gradient at its position, summed."
     groups, group_out = g.groups, g.out_ch // g.groups
-    dW_T = np.zeros((groups, group_out, math.prod(g.kernel) * g.in_ch // groups), dZ.dtype)
-    for block, X_col in column_blocks(X, g, dZ.dtype, positions):
-        dZ_block = dZ[block].reshape(-1, groups, group_out).transpose(1, 2, 0)
-        dW_T += dZ_block @ (X_col if groups > 1 else X_col[None])  # per group, BLAS's faster way
+    shape = (groups, group_out, math.prod(g.kernel) * g.in_ch // groups)
+    def share(blocks):  # one worker's partial sum, over its run of blocks
+        dW_T = np.zeros(shape, dZ.dtype)
+        for block, X_col in column_blocks(X, g, dZ.dtype, positions, blocks=blocks):
+            dZ_block = dZ[block].reshape(-1, groups, group_out).transpose(1, 2, 0)
+            dW_T += dZ_block @ (X_col if groups > 1 else X_col[None])  # BLAS's faster way
+        return dW_T
+    work = column_work(g)
+    workers = workers_for(g, dZ.dtype, work)  # 1: on this thread, BLAS as the caller left it
+    blocks = block_plan(g, dZ.dtype, positions, workers)
+    dW_T = (sum_shares(share, blocks, work=work if workers > 1 else 0) if blocks
+            else np.zeros(shape, dZ.dtype))
     return np.ascontiguousarray(dW_T.transpose(2, 0, 1)).reshape(g.W_shape)
 
 # %% ../nbs/05_engine.ipynb #b45bf017
@@ -512,7 +556,7 @@ def _padded_adjoint(dZ, W, g:ConvGeometry, forward) -> np.ndarray:
     parts, lengths = block_parts(g, layouts), tuple(length for *_, length in layouts)
     own = [any(isinstance(px, slice) for *_, px in axis) for axis in parts]
     zero_padded = dataclasses.replace(g, pad_mode='constant')  # the input's own pixels only
-    dX = conv_adjoint(dZ, W, zero_padded, forward) if all(own) else np.zeros(g.in_shape, dZ.dtype)
+    dX = _adjoint(dZ, W, zero_padded, forward) if all(own) else np.zeros(g.in_shape, dZ.dtype)
     for part in itertools.product(*parts):  # one piece per axis: (first, stop, pixels)
         if all(isinstance(px, slice) for *_, px in part): continue  # in dX already
         if lengths == g.span:  # a part of the padded input: its zero-padded adjoint
@@ -520,7 +564,7 @@ def _padded_adjoint(dZ, W, g:ConvGeometry, forward) -> np.ndarray:
                 zero_padded, in_dims=tuple(stop - first for first, stop, _ in part),
                 pad=tuple(p for (first, stop, _), n in zip(part, lengths)
                           for p in (first, n - stop)))
-            D = conv_adjoint(dZ, W, piece, forward)
+            D = _adjoint(dZ, W, piece, forward)
         else:  # a compact axis: the stamps on the block as it is stored
             D = _add_stamps(dZ, W, g, [(s, d + 1, first, stop) for (_, s, d, _), (first, stop, _)
                                        in zip(layouts, part)])
@@ -528,12 +572,12 @@ def _padded_adjoint(dZ, W, g:ConvGeometry, forward) -> np.ndarray:
     return dX
 
 # %% ../nbs/05_engine.ipynb #5ed9af63
-def conv_adjoint(dZ,             # (n_ex, *out_dims, out_ch): g.out_shape, in the result dtype
+def _adjoint(dZ,             # (n_ex, *out_dims, out_ch): g.out_shape, in the result dtype
                  W,              # the convolution's kernel (*kernel, in_ch // groups, out_ch)
                  g:ConvGeometry, # the convolution's geometry
                  forward=None,   # route of the flipped conv, `(X, W, g, dtype)`; None: conv_forward
                 ) -> np.ndarray:
-    "The adjoint of `g`'s convolution applied to `dZ`: its input gradient, or a transposed conv."
+    "`conv_adjoint` on the calling thread."
     if g.n_ex and g.pad_mode != 'constant': return _padded_adjoint(dZ, W, g, forward)
     # the input positions, per axis, that some window reads
     reach = tuple(min(n, span - before) for n, span, before in zip(g.in_dims, g.span, g.pad[::2]))
@@ -543,6 +587,58 @@ def conv_adjoint(dZ,             # (n_ex, *out_dims, out_ch): g.out_shape, in th
     if set(g.stride) == {1} and flipped and reach == g.in_dims:
         return _flipped_conv(dZ, W, g, forward or conv_forward)
     return _add_stamps(dZ, W, g)
+
+# %% ../nbs/05_engine.ipynb #96fe6905
+def example_chunks(g:ConvGeometry, work:int, per_worker:int) -> list:
+    "Runs of examples, `per_worker` for each worker of a call of `work` elements; [] if too few."
+    workers = plan_workers(g.n_ex, work)
+    if workers < 2 or g.n_ex < per_worker * workers: return []
+    size = -(-g.n_ex // (per_worker * workers))
+    return [slice(n, min(g.n_ex, n + size)) for n in range(0, g.n_ex, size)]
+
+def _of_examples(g:ConvGeometry, examples:slice) -> ConvGeometry:
+    "The geometry of a run of `g`'s examples."
+    return dataclasses.replace(g, n_ex=examples.stop - examples.start)
+
+# %% ../nbs/05_engine.ipynb #a652f1bd
+def by_examples(route,          # `route(*arrays, geometry)`: a result with examples first
+                g:ConvGeometry, # the whole call's geometry
+                out_shape, dtype, # the result's
+                *batched,       # the arrays with examples first, cut into runs
+                work:int,       # elements the call reads and writes
+               ) -> np.ndarray:
+    "`route(*batched, g)`, a run of examples at a time on every worker, into one result."
+    # eight runs per worker, so that each run's temporaries are a small part of the result; with
+    # fewer examples, the route runs here, and shares out its own blocks if it can
+    chunks = example_chunks(g, work, per_worker=8)
+    if not chunks: return route(*batched, g)
+    out = np.empty(out_shape, dtype)
+    def run(examples): out[examples] = route(*(a[examples] for a in batched),
+                                             _of_examples(g, examples))
+    run_blocks(run, chunks, work=work)
+    return out
+
+def sum_by_examples(route, g:ConvGeometry, *batched, work:int):
+    "The sum over runs of examples of `route(*batched, g)`, added in the same order every time."
+    chunks = example_chunks(g, work, per_worker=1)
+    if not chunks: return route(*batched, g)
+    def partial(share):  # one worker's runs, added in order
+        total = None
+        for examples in share:
+            part = route(*(a[examples] for a in batched), _of_examples(g, examples))
+            total = part if total is None else total + part
+        return total
+    return sum_shares(partial, chunks, work=work)
+
+# %% ../nbs/05_engine.ipynb #94467802
+def conv_adjoint(dZ,             # (n_ex, *out_dims, out_ch): g.out_shape, in the result dtype
+                 W,              # the convolution's kernel (*kernel, in_ch // groups, out_ch)
+                 g:ConvGeometry, # the convolution's geometry
+                 forward=None,   # route of the flipped conv, `(X, W, g, dtype)`; None: conv_forward
+                ) -> np.ndarray:
+    "The adjoint of `g`'s convolution applied to `dZ`: its input gradient, or a transposed conv."
+    return by_examples(lambda dZ, g: _adjoint(dZ, W, g, forward), g, g.in_shape, dZ.dtype, dZ,
+                       work=column_work(g))
 
 # %% ../nbs/05_engine.ipynb #8c05ee5d
 def is_dask(a) -> bool:

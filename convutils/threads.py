@@ -12,7 +12,7 @@ __all__ = ['ENV_VARIABLE', 'SYMBOL_NAMES', 'MIN_WORK', 'available_cores', 'parse
 import contextlib, ctypes, dataclasses, functools, glob, os, queue, threading
 from collections.abc import Sequence
 import numpy as np
-from .padding import check_int
+from .geometry import check_int
 
 # %% ../nbs/04a_threads.ipynb #af7ec657
 def available_cores() -> int:

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from .geometry import ConvGeometry, compact, summing_dtype
 from .padding import mode_index
-from .engine import conv_forward, kernel_grad, output_blocks
+from .engine import by_examples, column_work, conv_forward, kernel_grad, output_blocks
 
 # %% ../nbs/05a_winograd.ipynb #70e815e5
 def toom_cook_points(n_points:int) -> list:
@@ -460,5 +460,6 @@ def conv_by_method(method:str,     # 'auto', 'gemm' or 'winograd'
     dtype = np.dtype(summing_dtype(X, W) if dtype is None else dtype)
     route = pick_route(method, g, dtype)
     if route == 'gemm': return conv_forward(X, W, g, dtype)
-    winograd = winograd_conv1D if g.n_axes == 1 else winograd_conv
-    return winograd(X, W, g, dtype, m=int(route[-1]))
+    winograd, m = winograd_conv1D if g.n_axes == 1 else winograd_conv, int(route[-1])
+    return by_examples(lambda X, g: winograd(X, W, g, dtype, m=m), g, g.out_shape, dtype, X,
+                       work=column_work(g))  # runs of examples on every worker
