@@ -23,7 +23,8 @@ from .backward import *
 from .backward import __all__ as _backward_all
 from .pooling import *
 from .pooling import __all__ as _pooling_all
+from .threads import get_num_threads, set_num_threads
 
 # %% ../nbs/99_init.ipynb #ee141217
 __all__ = [*_geometry_all, *_padding_all, *_im2col_all, *_convolution_all, *_initializers_all,
-           *_batching_all, *_backward_all, *_pooling_all]
+           *_batching_all, *_backward_all, *_pooling_all, 'get_num_threads', 'set_num_threads']

@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['COLUMN_BYTES', 'MIN_POSITIONS', 'FEW_CHANNELS', 'CONV_ROUTE_CHANNELS', 'strided_windows', 'output_blocks',
            'alias_free_shift', 'copy_deltas', 'workspace', 'axis_layout', 'block_layouts', 'read_block', 'block_plan',
-           'column_blocks', 'column_work', 'workers_for', 'conv_forward', 'depthwise_forward', 'kernel_grad',
-           'add_taps', 'fold_padding', 'block_parts', 'example_chunks', 'by_examples', 'sum_by_examples',
-           'conv_adjoint', 'is_dask', 'accepts_dask']
+           'column_blocks', 'column_work', 'workers_for', 'share_out', 'conv_forward', 'depthwise_forward',
+           'kernel_grad', 'add_taps', 'fold_padding', 'block_parts', 'example_chunks', 'alone', 'by_examples',
+           'sum_by_examples', 'conv_adjoint', 'is_dask', 'accepts_dask']
 
 # %% ../nbs/05_engine.ipynb #4a9409bd
-import dataclasses, functools, itertools, math
+import dataclasses, functools, itertools, math, threading
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from .geometry import ConvGeometry, conv_span, effective_kernel, summing_dtype
@@ -310,6 +310,12 @@ def workers_for(g:ConvGeometry, dtype, work:int) -> int:
         workers -= 1  # a small output: fewer workers, each with a block worth a product
     return workers
 
+def share_out(share, blocks:list, workers:int, work:int, add:bool=False):
+    "`share` on runs of `blocks`, one per worker (1: a single run); the results, or their sum."
+    task = share if workers > 1 else lambda runs: share(runs[0])  # one run: the pool's rules
+    runs = blocks if workers > 1 else [blocks]  # for the calling thread and its BLAS all the same
+    return (sum_shares if add else run_shares)(task, runs, work=work)
+
 # %% ../nbs/05_engine.ipynb #f435d1f9
 def conv_forward(X,              # input (n_ex, *spatial, in_ch)
                  W,              # kernel (*kernel, in_ch // groups, out_ch)
@@ -331,8 +337,8 @@ def conv_forward(X,              # input (n_ex, *spatial, in_ch)
             if groups > 1: out = out.reshape(-1, groups, group_out).transpose(1, 0, 2)
             np.matmul(X_col, W_col, out=out)  # with groups, one batched product over them
     work = column_work(g)
-    workers = workers_for(g, dtype, work)  # 1: on this thread, BLAS as the caller left it
-    run_shares(share, block_plan(g, dtype, positions, workers), work=work if workers > 1 else 0)
+    workers = workers_for(g, dtype, work)
+    share_out(share, block_plan(g, dtype, positions, workers), workers, work)
     return Z
 
 # %% ../nbs/05_engine.ipynb #f3efd500
@@ -377,10 +383,9 @@ def kernel_grad(X,              # the forward input (n_ex, *spatial, in_ch)
             dW_T += dZ_block @ (X_col if groups > 1 else X_col[None])  # BLAS's faster way
         return dW_T
     work = column_work(g)
-    workers = workers_for(g, dZ.dtype, work)  # 1: on this thread, BLAS as the caller left it
+    workers = workers_for(g, dZ.dtype, work)
     blocks = block_plan(g, dZ.dtype, positions, workers)
-    dW_T = (sum_shares(share, blocks, work=work if workers > 1 else 0) if blocks
-            else np.zeros(shape, dZ.dtype))
+    dW_T = share_out(share, blocks, workers, work, add=True) if blocks else np.zeros(shape, dZ.dtype)
     return np.ascontiguousarray(dW_T.transpose(2, 0, 1)).reshape(g.W_shape)
 
 # %% ../nbs/05_engine.ipynb #b45bf017
@@ -600,6 +605,11 @@ def _of_examples(g:ConvGeometry, examples:slice) -> ConvGeometry:
     "The geometry of a run of `g`'s examples."
     return dataclasses.replace(g, n_ex=examples.stop - examples.start)
 
+def alone(route, batched, g:ConvGeometry, work:int):
+    "`route(*batched, g)` in one piece: on the main thread free to share out its own blocks."
+    if threading.current_thread() is threading.main_thread(): return route(*batched, g)
+    return run_shares(lambda _: route(*batched, g), [None], work=work)[0]  # BLAS held at 1
+
 # %% ../nbs/05_engine.ipynb #a652f1bd
 def by_examples(route,          # `route(*arrays, geometry)`: a result with examples first
                 g:ConvGeometry, # the whole call's geometry
@@ -611,7 +621,7 @@ def by_examples(route,          # `route(*arrays, geometry)`: a result with exam
     # eight runs per worker, so that each run's temporaries are a small part of the result; with
     # fewer examples, the route runs here, and shares out its own blocks if it can
     chunks = example_chunks(g, work, per_worker=8)
-    if not chunks: return route(*batched, g)
+    if not chunks: return alone(route, batched, g, work)
     out = np.empty(out_shape, dtype)
     def run(examples): out[examples] = route(*(a[examples] for a in batched),
                                              _of_examples(g, examples))
@@ -621,7 +631,7 @@ def by_examples(route,          # `route(*arrays, geometry)`: a result with exam
 def sum_by_examples(route, g:ConvGeometry, *batched, work:int):
     "The sum over runs of examples of `route(*batched, g)`, added in the same order every time."
     chunks = example_chunks(g, work, per_worker=1)
-    if not chunks: return route(*batched, g)
+    if not chunks: return alone(route, batched, g, work)
     def partial(share):  # one worker's runs, added in order
         total = None
         for examples in share:

@@ -9,7 +9,7 @@ __all__ = ['ENV_VARIABLE', 'SYMBOL_NAMES', 'MIN_WORK', 'available_cores', 'parse
            'sum_shares']
 
 # %% ../nbs/04a_threads.ipynb #dc302a23
-import contextlib, ctypes, dataclasses, functools, glob, os, queue, threading
+import contextlib, ctypes, dataclasses, functools, glob, os, queue, sys, threading
 from collections.abc import Sequence
 import numpy as np
 from .geometry import check_int
@@ -137,9 +137,12 @@ def _open_blas(path:str):
     return None
 
 # %% ../nbs/04a_threads.ipynb #5d453fd4
-@functools.cache
 def blas_libraries() -> tuple:
-    "Every OpenBLAS loaded in this process that convutils can control (found once)."
+    "Every OpenBLAS loaded in this process that convutils can control, looked again after imports."
+    return _blas_libraries(len(sys.modules))  # an import may load another one (SciPy's, say)
+
+@functools.lru_cache(maxsize=1)
+def _blas_libraries(n_modules:int) -> tuple:
     return tuple(lib for lib in map(_open_blas, _candidate_paths()) if lib is not None)
 
 # %% ../nbs/04a_threads.ipynb #3a6d4c4b
