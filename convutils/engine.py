@@ -385,7 +385,8 @@ def kernel_grad(X,              # the forward input (n_ex, *spatial, in_ch)
     work = column_work(g)
     workers = workers_for(g, dZ.dtype, work)
     blocks = block_plan(g, dZ.dtype, positions, workers)
-    dW_T = share_out(share, blocks, workers, work, add=True) if blocks else np.zeros(shape, dZ.dtype)
+    if not blocks: return np.zeros(g.W_shape, dZ.dtype)
+    dW_T = share_out(share, blocks, workers, work, add=True)
     return np.ascontiguousarray(dW_T.transpose(2, 0, 1)).reshape(g.W_shape)
 
 # %% ../nbs/05_engine.ipynb #b45bf017

@@ -108,8 +108,8 @@ def _check_winograd(g:ConvGeometry, dtype, m, n_dims:int):
     if not winograd_supported(g):
         raise ValueError(f"the Winograd route needs stride 1 and a kernel of 3 taps per axis; "
                          f"got stride {compact(g.stride)}, kernel {tuple(g.kernel)} (input "
-                         f"{g.in_shape}, dilation {compact(g.dilation)}, pad {g.pad}): use the GEMM "
-                         f"route")
+                         f"{g.in_shape}, dilation {compact(g.dilation)}, pad {g.pad}): use the "
+                         f"GEMM route")
     if m not in (2, 4): raise ValueError(f"m must be 2 or 4, got {m!r}")
     if dtype is not None and not np.issubdtype(np.dtype(dtype), np.inexact):
         raise TypeError(f"the Winograd route computes in floating point; got dtype "
