@@ -7,6 +7,8 @@ __version__ = "0.1.0"
 __all__ = []
 
 # %% ../nbs/99_init.ipynb #2c73d142
+from .geometry import *
+from .geometry import __all__ as _geometry_all
 from .padding import *
 from .padding import __all__ as _padding_all
 from .im2col import *
@@ -23,5 +25,5 @@ from .pooling import *
 from .pooling import __all__ as _pooling_all
 
 # %% ../nbs/99_init.ipynb #ee141217
-__all__ = [*_padding_all, *_im2col_all, *_convolution_all, *_initializers_all, *_batching_all,
-           *_backward_all, *_pooling_all]
+__all__ = [*_geometry_all, *_padding_all, *_im2col_all, *_convolution_all, *_initializers_all,
+           *_batching_all, *_backward_all, *_pooling_all]

@@ -7,7 +7,7 @@ __all__ = ['minibatch']
 
 # %% ../nbs/04_batching.ipynb #dc2cd5bb
 import numpy as np
-from .padding import check_flag, check_int
+from .geometry import check_flag, check_int
 from .initializers import random_source
 
 # %% ../nbs/04_batching.ipynb #7af95a9f

@@ -22,7 +22,7 @@ from . import (
     pad2D, resolve_pad1D, resolve_pad2D, calc_conv_out_dims, col2im, conv_out_len,
     conv1D, conv2D, deconv2D, deconv2D_naive, conv2D_backward, depthwise_conv2D,
     maxpool2D, maxpool2D_backward, avgpool2D)
-from .padding import check_conv, ConvGeometry
+from .geometry import check_conv, ConvGeometry
 from .winograd import choose_method
 
 # %% ../nbs/07_benchmark.ipynb #60e269bd

@@ -4,37 +4,41 @@
 
 # %% auto #0
 __all__ = ['COLUMN_BYTES', 'MIN_POSITIONS', 'FEW_CHANNELS', 'CONV_ROUTE_CHANNELS', 'strided_windows', 'output_blocks',
-           'alias_free_shift', 'copy_deltas', 'workspace', 'axis_layout', 'block_layouts', 'read_block',
-           'column_blocks', 'conv_forward', 'depthwise_forward', 'kernel_grad', 'add_taps', 'fold_padding',
-           'block_parts', 'conv_adjoint', 'is_dask', 'accepts_dask']
+           'alias_free_shift', 'copy_deltas', 'workspace', 'axis_layout', 'block_layouts', 'read_block', 'block_plan',
+           'column_blocks', 'column_work', 'workers_for', 'conv_forward', 'depthwise_forward', 'kernel_grad',
+           'add_taps', 'fold_padding', 'block_parts', 'example_chunks', 'by_examples', 'sum_by_examples',
+           'conv_adjoint', 'is_dask', 'accepts_dask']
 
 # %% ../nbs/05_engine.ipynb #4a9409bd
 import dataclasses, functools, itertools, math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
-from .padding import ConvGeometry, conv_span, effective_kernel, mode_index, summing_dtype
+from .geometry import ConvGeometry, conv_span, effective_kernel, summing_dtype
+from .padding import mode_index
+from .threads import get_num_threads, plan_workers, run_blocks, run_shares, sum_shares
 
 # %% ../nbs/05_engine.ipynb #51aacea2
-def _per_axis(value) -> tuple:
-    "An int as the same value for both axes; a pair as it is."
-    return (value, value) if isinstance(value, int) else tuple(value)
+def _per_axis(value, n_axes:int) -> tuple:
+    "An int as the same value for every axis; a sequence as it is."
+    return (value,) * n_axes if isinstance(value, int) else tuple(value)
 
 # %% ../nbs/05_engine.ipynb #c5e8cc42
-def strided_windows(A,        # 4-D array whose axes 1 and 2 are the spatial ones
-                    kernel,   # (kernel_rows, kernel_cols)
-                    out_dims, # (out_rows, out_cols): windows per axis
+def strided_windows(A,        # array (A0, *spatial, A_last): its middle axes are the spatial ones
+                    kernel,   # taps per spatial axis
+                    out_dims, # windows per spatial axis
                     stride,   # step between windows: an int, or one per axis
                     dilation, # zeros between kernel taps: an int, or one per axis
                    ) -> np.ndarray:
-    "Read-only view of the windows of `A`: `(A0, out_rows, out_cols, A3, kernel_rows, kernel_cols)`"
-    strides, steps = _per_axis(stride), [d + 1 for d in _per_axis(dilation)]
+    "Read-only view of the windows of `A`: `(A0, *out_dims, A_last, *kernel)`"
+    n_axes = len(kernel)
+    strides, steps = _per_axis(stride, n_axes), [d + 1 for d in _per_axis(dilation, n_axes)]
     # an axis with one window, or one tap, never steps: its step stays out of the address arithmetic
     strides = [s if n > 1 else 0 for s, n in zip(strides, out_dims)]
     steps = [s if k > 1 else 0 for s, k in zip(steps, kernel)]
-    s0, s1, s2, s3 = A.strides
-    return as_strided(A, (A.shape[0], *out_dims, A.shape[3], *kernel),
-                      (s0, strides[0] * s1, strides[1] * s2, s3, steps[0] * s1, steps[1] * s2),
-                      writeable=False)
+    spatial = A.strides[1:-1]
+    return as_strided(A, (A.shape[0], *out_dims, A.shape[-1], *kernel),
+                      (A.strides[0], *(s * b for s, b in zip(strides, spatial)), A.strides[-1],
+                       *(s * b for s, b in zip(steps, spatial))), writeable=False)
 
 # %% ../nbs/05_engine.ipynb #ea59b756
 COLUMN_BYTES = 4 << 20  # column buffer per block: the fastest size measured (2 cores, 1 MiB L2)
@@ -42,19 +46,20 @@ MIN_POSITIONS = 256     # the smallest block, so that Python's cost per block st
 FEW_CHANNELS = 4        # below this, the column buffer is filled tap by tap (long rows)
 
 # %% ../nbs/05_engine.ipynb #7f627bfc
-def output_blocks(n_ex, out_rows, out_cols, positions) -> list:
-    "Slices `(examples, rows, cols)` of about `positions` positions, each contiguous in NHWC."
-    per_example = out_rows * out_cols
+def output_blocks(n_ex:int, out_dims:tuple, positions:int) -> list:
+    "Slices `(examples, *axes)` of about `positions` positions, each contiguous in channels-last."
+    whole = [slice(0, o) for o in out_dims]
+    per_example = math.prod(out_dims)
     if positions >= per_example:  # whole examples
         step = positions // per_example
-        return [(slice(n, min(n_ex, n + step)), slice(0, out_rows), slice(0, out_cols))
-                for n in range(0, n_ex, step)]
-    if positions >= out_cols:     # bands of rows of one example
-        step = positions // out_cols
-        return [(slice(n, n + 1), slice(a, min(out_rows, a + step)), slice(0, out_cols))
-                for n in range(n_ex) for a in range(0, out_rows, step)]
-    return [(slice(n, n + 1), slice(a, a + 1), slice(b, min(out_cols, b + positions)))
-            for n in range(n_ex) for a in range(out_rows) for b in range(0, out_cols, positions)]
+        return [(slice(n, min(n_ex, n + step)), *whole) for n in range(0, n_ex, step)]
+    # bands along the first axis whose later axes fit, one index along the axes before it
+    axis = next(a for a in range(len(out_dims)) if positions >= math.prod(out_dims[a + 1:]))
+    step = positions // math.prod(out_dims[axis + 1:])
+    return [(slice(n, n + 1), *(slice(i, i + 1) for i in lead),
+             slice(a, min(out_dims[axis], a + step)), *whole[axis + 1:])
+            for n in range(n_ex) for lead in np.ndindex(*out_dims[:axis])
+            for a in range(0, out_dims[axis], step)]
 
 # %% ../nbs/05_engine.ipynb #406ed66a
 @functools.lru_cache(maxsize=256)
@@ -67,24 +72,28 @@ def alias_free_shift(deltas:tuple, # byte distances (write - read) met by the co
 
 # %% ../nbs/05_engine.ipynb #1d8f498e
 @functools.lru_cache(maxsize=256)
-def copy_deltas(kernel_shape, # (kernel_rows, kernel_cols, in_ch)
-                strides,      # (row stride, col stride) of the padded block
-                steps,        # (row step, col step) between taps: dilation + 1
-                used_cols, out_cols, block_positions,
+def copy_deltas(kernel_shape, # (*kernel, in_ch)
+                strides,      # step between windows, per axis of the padded block
+                steps,        # step between taps, per axis: dilation + 1
+                used_dims,    # the padded block's size per spatial axis
+                out_dims, block_positions,
                 few_channels:bool, # the tap-major layout
                 dtype) -> tuple:
     "Byte distances (column buffer write - padded block read) of the copy's first rows, unshifted."
-    kernel_rows, kernel_cols, in_ch = kernel_shape
-    (row_stride, col_stride), (row_step, col_step) = strides, steps
-    n_taps, row = kernel_rows * kernel_cols * in_ch, used_cols * in_ch
-    if few_channels:  # tap-major buffer: tap (i, j, c) is a row of block_positions
-        deltas = [(i * kernel_cols + j) * in_ch * block_positions
-                  - (i * row_step * row + j * col_step * in_ch)
-                  for i in range(kernel_rows) for j in range(kernel_cols)]
-    else:             # window-major buffer: window b, kernel row i is a run of kernel_cols * in_ch
-        deltas = [a * (out_cols * n_taps - row_stride * row) + b * (n_taps - col_stride * in_ch)
-                  + i * (kernel_cols * in_ch - row_step * row)
-                  for a in range(2) for b in range(min(out_cols, 8)) for i in range(kernel_rows)]
+    *kernel, in_ch = kernel_shape
+    n_taps = math.prod(kernel) * in_ch
+    # elements between neighbouring pixels of each spatial axis of the padded block
+    pitch = [math.prod(used_dims[a + 1:]) * in_ch for a in range(len(used_dims))]
+    def read(index, step): return sum(i * s * p for i, s, p in zip(index, step, pitch))
+    if few_channels:  # tap-major buffer: tap t is a row of block_positions
+        deltas = [t * in_ch * block_positions - read(tap, steps)
+                  for t, tap in enumerate(np.ndindex(*kernel))]
+    else:  # window-major buffer: window w, leading taps t are a run of kernel[-1] * in_ch
+        windows = [range(2)] * (len(out_dims) - 1) + [range(min(out_dims[-1], 8))]
+        deltas = [w_flat * n_taps + t * kernel[-1] * in_ch - read(w, strides) - read(tap, steps)
+                  for w in itertools.product(*windows)
+                  for w_flat in [int(np.ravel_multi_index(w, out_dims, mode='clip'))]
+                  for t, tap in enumerate(np.ndindex(*kernel[:-1]))]
     return tuple(d * dtype.itemsize for d in deltas)
 
 # %% ../nbs/05_engine.ipynb #68e103fc
@@ -118,199 +127,280 @@ def axis_layout(in_len:int, pad_before:int, out:int, k:int, stride:int, dilation
 # %% ../nbs/05_engine.ipynb #49a7e4d8
 def block_layouts(g:ConvGeometry) -> list:
     "Each spatial axis's `axis_layout`: how the padded block of `g` stores what the windows read."
-    return [axis_layout(n, g.pad[2 * axis], o, k, g.stride, g.dilation, g.pad_mode)
-            for axis, (n, o, k) in enumerate(zip(g.in_dims, g.out_dims, g.kernel))]
+    return [axis_layout(n, before, o, k, s, d, g.pad_mode) for n, before, o, k, s, d
+            in zip(g.in_dims, g.pad[::2], g.out_dims, g.kernel, g.stride, g.dilation)]
 
 # %% ../nbs/05_engine.ipynb #4b61ab53
-def _fills(g:ConvGeometry, row_src, col_src) -> list:
+def _fills(g:ConvGeometry, layouts) -> list:
     "The copies that fill the padded block: `[(index into the block, index into the input)]`."
-    (in_rows, in_cols), (used_rows, used_cols), (top, _, left, _) = g.in_dims, g.span, g.pad
-    top, left = min(top, used_rows), min(left, used_cols)  # a pad beyond the span: padding only
-    # the input rows and columns that some window reads
-    copy_rows = max(0, min(in_rows, used_rows - top))
-    copy_cols = max(0, min(in_cols, used_cols - left))
-    every, inner = slice(None), (slice(top, top + copy_rows), slice(left, left + copy_cols))
-    fills = [((every, *inner), (every, slice(0, copy_rows), slice(0, copy_cols)))]
-    compact = [src is not None and len(src) != used for src, used in
-               [(row_src, used_rows), (col_src, used_cols)]]
-    if not any(compact):
-        if g.pad_mode == 'constant': return fills
-        # the interior by slices, then the border pixels, each from the pixel the mode copies
-        border_rows = np.r_[0:top, top + copy_rows:used_rows]
-        border_cols = np.r_[0:left, left + copy_cols:used_cols]
-        fills.append(((every, border_rows[:, None], inner[1]),
-                      (every, row_src[border_rows][:, None], slice(0, copy_cols))))
-        fills.append(((every, slice(None), border_cols),
-                      (every, row_src[:, None], col_src[border_cols][None])))
-        return fills
-    axes = []  # a compact axis: every pixel by its index (-1: a zero, left as it is)
-    for src, n, used, before in [(row_src, in_rows, used_rows, top),
-                                 (col_src, in_cols, used_cols, left)]:
-        if src is None: src = mode_index(np.arange(used) - before, n, 'constant')
-        axes.append((np.flatnonzero(src >= 0), src[src >= 0]))
-    (into_rows, from_rows), (into_cols, from_cols) = axes
-    return [((every, into_rows[:, None], into_cols[None]),
-             (every, from_rows[:, None], from_cols[None]))]
+    every = slice(None)
+    before = [min(b, span) for b, span in zip(g.pad[::2], g.span)]  # a pad beyond the span: padding
+    # the input pixels, per axis, that some window reads
+    copies = [max(0, min(n, span - b)) for n, span, b in zip(g.in_dims, g.span, before)]
+    if any(length != span for (*_, length), span in zip(layouts, g.span)):
+        into, take = [], []  # a compact axis: every pixel by its index (-1: a zero, left as it is)
+        for (src, *_), n, span, b in zip(layouts, g.in_dims, g.span, before):
+            if src is None: src = mode_index(np.arange(span) - b, n, 'constant')
+            into.append(np.flatnonzero(src >= 0)); take.append(src[src >= 0])
+        return [((every, *np.ix_(*into)), (every, *np.ix_(*take)))]
+    inner = [slice(b, b + c) for b, c in zip(before, copies)]
+    fills = [((every, *inner), (every, *(slice(0, c) for c in copies)))]
+    if g.pad_mode == 'constant': return fills
+    # then the border of each axis in turn, each pixel from the pixel the mode copies: the axes
+    # before it whole (by index), the axes after it their interior
+    for axis, ((src, *_), span) in enumerate(zip(layouts, g.span)):
+        border = np.r_[0:before[axis], before[axis] + copies[axis]:span]
+        sources = [layout[0] for layout in layouts[:axis]] + [src[border]]
+        fills.append(((every, *[every] * axis, border, *inner[axis + 1:]),
+                      (every, *np.ix_(*sources), *(slice(0, c) for c in copies[axis + 1:]))))
+    return fills
+
+# %% ../nbs/05_engine.ipynb #e706c06e
+def _slab_fills(fills, axis:int, first:int, stop:int, length:int) -> list:
+    "`fills` of the padded positions `[first, stop)` of `axis` (of `length`), counted from 0."
+    slab = []
+    for into, take in fills:  # along `axis`, each a slice, or an index array
+        rows, source = into[axis + 1], take[axis + 1]
+        positions = np.arange(length)[rows] if isinstance(rows, slice) else np.asarray(rows)
+        kept = np.flatnonzero((positions >= first) & (positions < stop))
+        if not len(kept): continue
+        if isinstance(rows, slice):  # contiguous: a slice again
+            rows = slice(positions[kept[0]] - first, positions[kept[-1]] - first + 1)
+        else: rows = positions[kept] - first
+        if isinstance(source, slice):
+            source = slice(source.start + kept[0], source.start + kept[-1] + 1)
+        else: source = np.take(source, kept, axis=axis if source.ndim > 1 else 0)  # a mesh
+        slab.append(((*into[:axis + 1], rows, *into[axis + 2:]),
+                     (*take[:axis + 1], source, *take[axis + 2:])))
+    return slab
 
 # %% ../nbs/05_engine.ipynb #58ebf037
-def read_block(X,              # input (n_ex, in_rows, in_cols, in_ch), unpadded
-               g:ConvGeometry, # the convolution's geometry (2-D)
-               channels_first:bool=False, # store the block as (in_ch, rows, cols, n_ex)
+def read_block(X,              # input (n_ex, *spatial, in_ch), unpadded
+               g:ConvGeometry, # the convolution's geometry
+               channels_first:bool=False, # store the block as (in_ch, *spatial, n_ex)
               ) -> tuple:
     "The padded block of `X` that `g`'s windows read, in `X`'s dtype, and `(strides, dilations)`."
-    (row_src, row_stride, row_dil, rows), (col_src, col_stride, col_dil, cols) = block_layouts(g)
-    shape = (g.in_ch, rows, cols, g.n_ex) if channels_first else (g.n_ex, rows, cols, g.in_ch)
+    layouts = block_layouts(g)
+    lengths = [length for *_, length in layouts]
+    shape = (g.in_ch, *lengths, g.n_ex) if channels_first else (g.n_ex, *lengths, g.in_ch)
     # zeros as np.pad writes them, in any dtype ('0' in strings)
     block = np.zeros(shape, X.dtype) if X.dtype.kind in 'biufc' else np.full(shape, 0, X.dtype)
-    by_example = block.transpose(3, 1, 2, 0) if channels_first else block
-    for into, take in _fills(g, row_src, col_src): by_example[into] = X[take]
-    return block, ((row_stride, col_stride), (row_dil, col_dil))
+    by_example = np.swapaxes(block, 0, -1) if channels_first else block
+    for into, take in _fills(g, layouts): by_example[into] = X[take]
+    return block, (tuple(s for _, s, _, _ in layouts), tuple(d for _, _, d, _ in layouts))
+
+# %% ../nbs/05_engine.ipynb #e707f2fb
+def block_plan(g:ConvGeometry, # the convolution's geometry
+               dtype,          # the dtype the columns are computed in
+               positions=None, # output positions per block; None: fill COLUMN_BYTES
+               workers:int=1,  # buffers that exist at once, one per worker
+              ) -> list:
+    "The output blocks `(examples, *axes)` of `g`'s column route, each contiguous in the output."
+    if g.n_ex == 0: return []
+    itemsize, n_taps = np.dtype(dtype).itemsize, math.prod(g.kernel) * g.in_ch
+    # the workers' buffers together within the output's size: half of it for one worker
+    budget = math.prod(g.out_shape) * itemsize // (workers + 1)
+    if positions is None:  # a few MiB, and never more than the budget
+        per_position = n_taps * itemsize
+        fit = budget // per_position
+        floor = min(MIN_POSITIONS, max(MIN_POSITIONS // 4, fit))  # a small output: smaller blocks
+        positions = max(floor, min(COLUMN_BYTES, budget) // per_position)
+    per_example = math.prod(g.out_dims)
+    if positions >= per_example:  # whole examples: their padded block within the budget too
+        padded_bytes = math.prod(length for *_, length in block_layouts(g)) * g.in_ch * itemsize
+        positions = min(positions, per_example * max(1, budget // padded_bytes))
+    return output_blocks(g.n_ex, g.out_dims, positions)
 
 # %% ../nbs/05_engine.ipynb #45e89fe0
-def column_blocks(X,                # input (n_ex, in_rows, in_cols, in_ch), unpadded
-                  g:ConvGeometry,   # the convolution's geometry (2-D)
+def column_blocks(X,                # input (n_ex, *spatial, in_ch), unpadded
+                  g:ConvGeometry,   # the convolution's geometry
                   dtype,            # the dtype the columns are computed in
                   positions=None,   # output positions per block; None: fill COLUMN_BYTES
                   columns:bool=True, # False: yield each block's windows, uncopied
+                  blocks=None,      # the blocks to yield, a run of `block_plan`'s; None: all
                  ):
-    """Yield `((examples, rows, cols), X_col)` per output block, `X_col` `(positions, kr*kc*in_ch)`.
+    """Yield `(block, X_col)` per output block: its slices `(examples, *axes)` and its columns.
 
-    With groups, `X_col` is `(groups, positions, kr*kc*in_ch/groups)`; with `columns=False`, the
-    block's windows `(n, rows, cols, kr, kc, in_ch)`, a view of the padded block."""
-    n_ex, in_ch = g.n_ex, g.in_ch
-    (kernel_rows, kernel_cols), (out_rows, out_cols) = g.kernel, g.out_dims
-    n_taps = kernel_rows * kernel_cols * in_ch
-    if n_ex == 0: return
-    (row_src, row_stride, row_dil, used_rows), (col_src, col_stride, col_dil, used_cols) = \
-        block_layouts(g)
-    half_output = math.prod(g.out_shape) * dtype.itemsize // 2
-    if positions is None:  # a few MiB, and never more than half the output's size
-        budget = min(COLUMN_BYTES, half_output)
-        positions = max(MIN_POSITIONS, budget // (n_taps * dtype.itemsize))
-    per_example = out_rows * out_cols
-    if positions >= per_example:  # whole examples: their padded block within half the output too
-        padded_bytes = used_rows * used_cols * in_ch * dtype.itemsize
-        positions = min(positions, per_example * max(1, half_output // padded_bytes))
-    blocks = output_blocks(n_ex, out_rows, out_cols, positions)
-    max_positions = max(len(range(n_ex)[e]) * len(range(out_rows)[r]) * len(range(out_cols)[c])
-                        for e, r, c in blocks)
+    `X_col` is `(positions, prod(kernel)*in_ch)`; with groups, `(groups, positions,
+    prod(kernel)*in_ch/groups)`; with `columns=False`, the block's windows
+    `(n, *out_dims, *kernel, in_ch)`, a view of the padded block."""
+    n_ex, in_ch, n_axes = g.n_ex, g.in_ch, g.n_axes
+    n_taps = math.prod(g.kernel) * in_ch
+    if blocks is None: blocks = block_plan(g, dtype, positions)
+    if not blocks: return
+    layouts = block_layouts(g)
+    strides, dilations = [s for _, s, _, _ in layouts], [d for _, _, d, _ in layouts]
+    used = [length for *_, length in layouts]
+    max_positions = max(math.prod(len(range(n)[s]) for n, s in zip((n_ex, *g.out_dims), block))
+                        for block in blocks)
     few, groups = in_ch < FEW_CHANNELS and g.groups == 1, g.groups
-    deltas = copy_deltas((kernel_rows, kernel_cols, in_ch), (row_stride, col_stride),
-                         (row_dil + 1, col_dil + 1), used_cols, out_cols, max_positions, few, dtype)
+    deltas = copy_deltas((*g.kernel, in_ch), tuple(strides), tuple(d + 1 for d in dilations),
+                         tuple(used), g.out_dims, max_positions, few, dtype)
     block_ex = blocks[0][0].stop - blocks[0][0].start
-    # with groups, the padded block is stored group by group, (groups, examples, rows, cols, ...)
-    X_pad, buffer = workspace((groups * block_ex, used_rows, used_cols, in_ch // groups),
+    # blocks smaller than an example hold only the slab their windows read: one window along the
+    # axes before the block's band, the band's windows along its axis, whole axes after it
+    band = max((a for a, s in enumerate(blocks[0][1:]) if s != slice(0, g.out_dims[a])),
+               default=None)
+    slabs = band is not None and tuple(used) == g.span
+    def span(a, count): return conv_span(count, g.kernel[a], strides[a], dilations[a])
+    counts = [max(len(range(g.out_dims[a])[block[a + 1]]) for block in blocks) if slabs
+              and a <= band else g.out_dims[a] for a in range(n_axes)]
+    slab_dims = [span(a, counts[a]) if slabs and a <= band else used[a] for a in range(n_axes)]
+    # with groups, the padded block is stored group by group, (groups, examples, *spatial, ...)
+    X_pad, buffer = workspace((groups * block_ex, *slab_dims, in_ch // groups),
                               max_positions * n_taps if columns else 0, dtype, deltas)
-    windows = strided_windows(X_pad, g.kernel, g.out_dims, (row_stride, col_stride),
-                              (row_dil, col_dil))
-    windows = windows.transpose(0, 1, 2, 4, 5, 3).reshape(groups, block_ex, *windows.shape[1:3],
+    windows = strided_windows(X_pad, g.kernel, counts, strides, dilations)
+    # (groups, examples, *out_dims, *kernel, in_ch/groups)
+    windows = np.moveaxis(windows, n_axes + 1, -1).reshape(groups, block_ex, *counts,
                                                            *g.kernel, in_ch // groups)
     X_pad = X_pad.reshape(groups, block_ex, *X_pad.shape[1:])
-    fills = _fills(g, row_src, col_src)
-    loaded = None
-    for examples, rows, cols in blocks:
-        n_block = examples.stop - examples.start
-        if examples.start != loaded:  # the zero border is written once; only the interior changes
-            for into, take in fills:
+    fills, loaded = _fills(g, layouts), None
+    for block in blocks:
+        examples, n_block = block[0], block[0].stop - block[0].start
+        # the slab's first padded position and length along each axis up to the band
+        corner = tuple((block[a + 1].start * strides[a], span(a, len(range(g.out_dims[a])[
+            block[a + 1]]))) for a in range(band + 1)) if slabs else ()
+        if (examples.start, corner) != loaded:  # else the block reads what the last one read
+            block_fills = fills
+            for a, (first, length) in enumerate(corner):
+                block_fills = _slab_fills(block_fills, a, first, first + length, used[a])
+            if slabs and g.pad_mode == 'constant':  # zeros where the slab holds padding
+                for a, (first, length) in enumerate(corner):
+                    inside = g.pad[2 * a] - first, g.pad[2 * a] + g.in_dims[a] - first
+                    for pad in slice(0, max(0, inside[0])), slice(max(0, inside[1]), length):
+                        X_pad[(slice(None), slice(0, n_block), *[slice(None)] * a, pad)] = 0
+            for into, take in block_fills:
                 pixels = X[examples][take]  # (..., in_ch), split into the groups, groups first
                 pixels = pixels.reshape(*pixels.shape[:-1], groups, in_ch // groups)
                 X_pad[:, :n_block][(slice(None), *into)] = np.moveaxis(pixels, -2, 0)
-            loaded = examples.start
-        block = windows[:, :n_block, rows, cols]  # (groups, n, rows, cols, kr, kc, in_ch/groups)
-        n_pos = block.shape[1] * block.shape[2] * block.shape[3]
+            loaded = examples.start, corner
+        within = [slice(0, s.stop - s.start) for s in block[1:len(corner) + 1]]
+        view = windows[(slice(None), slice(0, n_block), *within, *block[len(corner) + 1:])]
+        n_pos = math.prod(view.shape[1:n_axes + 2])
         if groups > 1:  # group-major: each group's columns a contiguous (n_pos, n_taps/groups)
             if not columns:  # the windows, with the channels of all groups together again
-                yield (examples, rows, cols), block.transpose(1, 2, 3, 4, 5, 0, 6).reshape(
-                    *block.shape[1:6], in_ch); continue
+                yield block, np.moveaxis(view, 0, -2).reshape(*view.shape[1:-1], in_ch); continue
             X_col = buffer[:n_pos * n_taps].reshape(groups, n_pos, n_taps // groups)
-            np.copyto(X_col.reshape(block.shape), block)
-            yield (examples, rows, cols), X_col
+            np.copyto(X_col.reshape(view.shape), view)
+            yield block, X_col
             continue
-        block = block[0]
-        if not columns: yield (examples, rows, cols), block
+        view = view[0]  # (n, *out_dims, *kernel, in_ch)
+        if not columns: yield block, view
         elif few:  # tap-major: rows (n_taps, n_pos), long and contiguous; BLAS reads it transposed
             X_col = buffer[:n_pos * n_taps].reshape(n_taps, n_pos)
-            np.copyto(X_col.reshape(kernel_rows, kernel_cols, in_ch, *block.shape[:3]),
-                      block.transpose(3, 4, 5, 0, 1, 2))
-            yield (examples, rows, cols), X_col.T
+            taps_first = (*range(n_axes + 1, 2 * n_axes + 2), *range(n_axes + 1))
+            np.copyto(X_col.reshape(*g.kernel, in_ch, *view.shape[:n_axes + 1]),
+                      view.transpose(taps_first))
+            yield block, X_col.T
         else:
             X_col = buffer[:n_pos * n_taps].reshape(n_pos, n_taps)
-            np.copyto(X_col.reshape(block.shape), block)
-            yield (examples, rows, cols), X_col
+            np.copyto(X_col.reshape(view.shape), view)
+            yield block, X_col
+
+# %% ../nbs/05_engine.ipynb #5db52c61
+def column_work(g:ConvGeometry) -> int:
+    "Elements the column route of `g` copies and writes: what decides whether to share it out."
+    return math.prod(g.out_shape[:-1]) * (math.prod(g.kernel) * g.in_ch + g.out_ch)
+
+def workers_for(g:ConvGeometry, dtype, work:int) -> int:
+    "Workers for the column route of `g`: the pool's, while each one's buffers hold a full block."
+    workers, itemsize = max(1, plan_workers(1 << 30, work)), np.dtype(dtype).itemsize
+    per_block = MIN_POSITIONS * math.prod(g.kernel) * g.in_ch * itemsize
+    while workers > 1 and math.prod(g.out_shape) * itemsize // (workers + 1) < per_block:
+        workers -= 1  # a small output: fewer workers, each with a block worth a product
+    return workers
 
 # %% ../nbs/05_engine.ipynb #f435d1f9
-def conv_forward(X,              # input (n_ex, in_rows, in_cols, in_ch)
-                 W,              # kernel (kernel_rows, kernel_cols, in_ch // groups, out_ch)
-                 g:ConvGeometry, # their geometry (2-D), already checked
+def conv_forward(X,              # input (n_ex, *spatial, in_ch)
+                 W,              # kernel (*kernel, in_ch // groups, out_ch)
+                 g:ConvGeometry, # their geometry, already checked
                  dtype=None,     # the result dtype; None: the dtype rule's
                  positions=None, # output positions per block; None: fill COLUMN_BYTES
                 ) -> np.ndarray:
-    "The convolution of geometry `g`, as blocked im2col and matrix products; NHWC result."
+    "The convolution of geometry `g`, as blocked im2col and matrix products; channels-last result."
     dtype = np.dtype(dtype or summing_dtype(X, W))
     if g.groups > 1 and g.groups == g.in_ch: return depthwise_forward(X, W, g, dtype)
     groups, group_out = g.groups, g.out_ch // g.groups
     W_col = W.astype(dtype, copy=False).reshape(-1, g.out_ch)
-    if groups > 1:  # (groups, kr*kc*in_ch/groups, out_ch/groups): one matrix per group
+    if groups > 1:  # (groups, prod(kernel)*in_ch/groups, out_ch/groups): one matrix per group
         W_col = np.ascontiguousarray(W_col.reshape(-1, groups, group_out).transpose(1, 0, 2))
     Z = np.empty(g.out_shape, dtype)
-    for (examples, rows, cols), X_col in column_blocks(X, g, dtype, positions):
-        block = Z[examples, rows, cols].reshape(-1, g.out_ch)  # a view: blocks are contiguous
-        if groups > 1: block = block.reshape(-1, groups, group_out).transpose(1, 0, 2)
-        np.matmul(X_col, W_col, out=block)  # with groups, one batched product over them
+    def share(blocks):  # one worker's run of blocks, with a workspace of its own
+        for block, X_col in column_blocks(X, g, dtype, positions, blocks=blocks):
+            out = Z[block].reshape(-1, g.out_ch)  # a view: blocks are contiguous
+            if groups > 1: out = out.reshape(-1, groups, group_out).transpose(1, 0, 2)
+            np.matmul(X_col, W_col, out=out)  # with groups, one batched product over them
+    work = column_work(g)
+    workers = workers_for(g, dtype, work)  # 1: on this thread, BLAS as the caller left it
+    run_shares(share, block_plan(g, dtype, positions, workers), work=work if workers > 1 else 0)
     return Z
 
 # %% ../nbs/05_engine.ipynb #f3efd500
-def depthwise_forward(X,              # input (n_ex, in_rows, in_cols, in_ch)
-                      W,              # kernel (kernel_rows, kernel_cols, 1, in_ch * multiplier)
+def depthwise_forward(X,              # input (n_ex, *spatial, in_ch)
+                      W,              # kernel (*kernel, 1, in_ch * multiplier)
                       g:ConvGeometry, # geometry with groups == in_ch
                       dtype=None,     # the result dtype; None: the dtype rule's
                      ) -> np.ndarray:
-    "A convolution with one input channel per group: the sum of its `kr*kc` scaled windows."
+    "A convolution with one input channel per group: the sum of its `prod(kernel)` scaled windows."
     dtype = np.dtype(dtype or summing_dtype(X, W))
-    multiplier = g.out_ch // g.in_ch
+    multiplier, positions_axes = g.out_ch // g.in_ch, (slice(None),) * (g.n_axes + 1)
     W_taps = W.astype(dtype, copy=False).reshape(*g.kernel, g.in_ch, multiplier)
     Z = np.empty(g.out_shape, dtype)
     positions = max(MIN_POSITIONS, COLUMN_BYTES // 4 // (g.out_ch * dtype.itemsize))
-    for (examples, rows, cols), windows in column_blocks(X, g, dtype, positions, columns=False):
-        out = Z[examples, rows, cols].reshape(*windows.shape[:3], g.in_ch, multiplier)
-        term = np.empty(out.shape[:4], dtype)
-        for m in range(multiplier):  # each product runs along the channels, contiguous in memory
-            for t, (i, j) in enumerate(np.ndindex(*g.kernel)):  # windows: (n, r, c, kr, kc, ch)
-                np.multiply(windows[:, :, :, i, j], W_taps[i, j, :, m], out=term)
-                if t: out[..., m] += term
-                else: out[..., m] = term
+    def share(blocks):  # one worker's run of blocks, with a term buffer of its own
+        for block, windows in column_blocks(X, g, dtype, positions, columns=False, blocks=blocks):
+            out = Z[block].reshape(*windows.shape[:g.n_axes + 1], g.in_ch, multiplier)
+            term = np.empty(out.shape[:-1], dtype)
+            for m in range(multiplier):  # each product runs along the channels, in memory order
+                for t, tap in enumerate(np.ndindex(*g.kernel)):  # (n, *out, *kernel, ch)
+                    np.multiply(windows[positions_axes + tap], W_taps[(*tap, slice(None), m)],
+                                out=term)
+                    if t: out[..., m] += term
+                    else: out[..., m] = term
+    work = math.prod(g.out_shape) * (math.prod(g.kernel) + 1)
+    run_shares(share, block_plan(g, dtype, positions), work=work)
     return Z
 
 # %% ../nbs/05_engine.ipynb #01f22888
-def kernel_grad(X,              # the forward input (n_ex, in_rows, in_cols, in_ch)
-                dZ,             # output gradient (n_ex, out_rows, out_cols, out_ch), result dtype
-                g:ConvGeometry, # the forward geometry (2-D)
+def kernel_grad(X,              # the forward input (n_ex, *spatial, in_ch)
+                dZ,             # output gradient (n_ex, *out_dims, out_ch), in the result dtype
+                g:ConvGeometry, # the forward geometry
                 positions=None, # output positions per block; None: fill COLUMN_BYTES
                ) -> np.ndarray:
-    "`dW[i, j, c, o]`: every window times the output gradient at its position, summed."
+    "`dW[*tap, c, o]`: every window times the output gradient at its position, summed."
     groups, group_out = g.groups, g.out_ch // g.groups
-    dW_T = np.zeros((groups, group_out, math.prod(g.kernel) * g.in_ch // groups), dZ.dtype)
-    for (examples, rows, cols), X_col in column_blocks(X, g, dZ.dtype, positions):
-        dZ_block = dZ[examples, rows, cols].reshape(-1, groups, group_out).transpose(1, 2, 0)
-        dW_T += dZ_block @ (X_col if groups > 1 else X_col[None])  # per group, BLAS's faster way
+    shape = (groups, group_out, math.prod(g.kernel) * g.in_ch // groups)
+    def share(blocks):  # one worker's partial sum, over its run of blocks
+        dW_T = np.zeros(shape, dZ.dtype)
+        for block, X_col in column_blocks(X, g, dZ.dtype, positions, blocks=blocks):
+            dZ_block = dZ[block].reshape(-1, groups, group_out).transpose(1, 2, 0)
+            dW_T += dZ_block @ (X_col if groups > 1 else X_col[None])  # BLAS's faster way
+        return dW_T
+    work = column_work(g)
+    workers = workers_for(g, dZ.dtype, work)  # 1: on this thread, BLAS as the caller left it
+    blocks = block_plan(g, dZ.dtype, positions, workers)
+    dW_T = (sum_shares(share, blocks, work=work if workers > 1 else 0) if blocks
+            else np.zeros(shape, dZ.dtype))
     return np.ascontiguousarray(dW_T.transpose(2, 0, 1)).reshape(g.W_shape)
 
 # %% ../nbs/05_engine.ipynb #b45bf017
-def add_taps(acc,      # the accumulator (A0, rows, cols, A3), overwritten
-             taps,     # (row, col, values)s: values[:, a, b] adds to acc[:, row+s*a, col+s*b]
+def add_taps(acc,      # the accumulator (A0, *spatial, A_last), overwritten
+             taps,     # (offsets, values)s: values[:, *a] adds to acc[:, *(offsets + s*a)]
              stride=1, # step s between neighbouring values: an int, or one per axis
             ):
     "Overwrite `acc` with the sum of the `taps` (any iterable), each added onto a part of it."
-    row_stride, col_stride = _per_axis(stride)
+    strides, every = _per_axis(stride, acc.ndim - 2), slice(None)
     written = False
-    for row, col, values in taps:
-        rows, cols = values.shape[1:3]
-        if not written and (row_stride, col_stride, row, col) == (1, 1, 0, 0):
-            acc[:, :rows, :cols] = values  # a first tap at the corner is copied, not added to 0
-            acc[:, rows:], acc[:, :rows, cols:] = 0, 0
+    for offsets, values in taps:
+        sizes = values.shape[1:-1]
+        if not written and set(strides) == {1} and not any(offsets):
+            acc[(every, *(slice(0, n) for n in sizes))] = values  # copied, not added to 0
+            for axis, n in enumerate(sizes):  # then zeros beyond it, axis by axis
+                acc[(every, *(slice(0, m) for m in sizes[:axis]), slice(n, None))] = 0
         else:
             if not written: acc.fill(0)
-            acc[:, row::row_stride, col::col_stride][:, :rows, :cols] += values
+            part = acc[(every, *(slice(o, None, s) for o, s in zip(offsets, strides)))]
+            part[(every, *(slice(0, n) for n in sizes))] += values
         written = True
         del values  # before the next tap is made: one tap's values at a time
     if not written: acc.fill(0)
@@ -328,26 +418,27 @@ def _stepped(first:int, count:int, stride:int) -> slice:
     return slice(first, first + stride * count, stride) if count > 1 else slice(first, first + 1)
 
 # %% ../nbs/05_engine.ipynb #b096eaf9
-def _stamps(dZ, taps, kept_rows, kept_cols, buffer):
-    "Yield each tap's stamps `dZ @ W[i, j].T` that land in the kept part of its phase, in turn."
-    n_ex, out_rows, out_cols, out_ch = dZ.shape
-    for shift_rows, shift_cols, W_T in taps:  # phase row p = shift + output row a; W_T per group
+def _stamps(dZ, taps, kept, buffer):
+    "Yield each tap's stamps `dZ @ W[tap].T` that land in the kept part of its phase, in turn."
+    n_ex, *out_dims, out_ch = dZ.shape
+    for shifts, W_T in taps:  # phase index p = shift + output index a, per axis; W_T per group
         groups, group_out, group_in = W_T.shape
-        a0, a1 = max(0, kept_rows[0] - shift_rows), min(out_rows, kept_rows[1] - shift_rows)
-        b0, b1 = max(0, kept_cols[0] - shift_cols), min(out_cols, kept_cols[1] - shift_cols)
-        if a1 <= a0 or b1 <= b0: continue
-        piece = dZ[:, a0:a1, b0:b1]
-        if groups == 1 and 2 * (a1 - a0) * (b1 - b0) >= out_rows * out_cols:  # all of dZ, in place
+        lo = [max(0, first - s) for (first, _), s in zip(kept, shifts)]
+        hi = [min(o, stop - s) for o, (_, stop), s in zip(out_dims, kept, shifts)]
+        if any(h <= l for l, h in zip(lo, hi)): continue
+        window = (slice(None), *(slice(l, h) for l, h in zip(lo, hi)))
+        sizes, piece = [h - l for l, h in zip(lo, hi)], dZ[window]
+        if groups == 1 and 2 * math.prod(sizes) >= math.prod(out_dims):  # all of dZ, in place
             stamp = np.matmul(dZ.reshape(-1, out_ch), W_T[0], out=buffer())
-            stamp = stamp.reshape(n_ex, out_rows, out_cols, -1)[:, a0:a1, b0:b1]
+            stamp = stamp.reshape(n_ex, *out_dims, -1)[window]
         elif group_in == 1:  # one input channel per group: its outputs scaled and summed
-            by_group = piece.reshape(*piece.shape[:3], groups, group_out)
+            by_group = piece.reshape(*piece.shape[:-1], groups, group_out)
             stamp = np.einsum('...gm,gm->...g', by_group, W_T[..., 0])
         else:  # the part that lands, one product per group
             piece = np.ascontiguousarray(piece).reshape(-1, groups, out_ch // groups)
             stamp = np.matmul(piece.transpose(1, 0, 2), W_T).transpose(1, 0, 2)
-            stamp = stamp.reshape(n_ex, a1 - a0, b1 - b0, -1)
-        yield shift_rows + a0 - kept_rows[0], shift_cols + b0 - kept_cols[0], stamp
+            stamp = stamp.reshape(n_ex, *sizes, -1)
+        yield tuple(s + l - first for s, l, (first, _) in zip(shifts, lo, kept)), stamp
         del stamp  # before the next is made: one tap's stamps at a time
 
 # %% ../nbs/05_engine.ipynb #e905e776
@@ -356,54 +447,55 @@ def _add_stamps(dZ, W, g:ConvGeometry, axes=None) -> np.ndarray:
 
     `axes` holds, per spatial axis, `(stride, step, first, stop)`: windows `stride` apart, taps
     `step` apart, and the padded positions `[first, stop)` to return; by default `g`'s input."""
-    kernel_rows, kernel_cols = g.kernel
-    n_ex, out_rows, out_cols, out_ch = g.out_shape
+    n_ex, *out_dims, out_ch = g.out_shape
     if axes is None:
-        axes = [(g.stride, g.dilation + 1, before, before + n)
-                for n, before in zip(g.in_dims, g.pad[::2])]
-    (row_stride, row_step, top, row_end), (col_stride, col_step, left, col_end) = axes
-    full_rows = row_stride * (out_rows - 1) + row_step * (kernel_rows - 1) + 1
-    full_cols = col_stride * (out_cols - 1) + col_step * (kernel_cols - 1) + 1
-    bottom, right = full_rows - row_end, full_cols - col_end  # < 0: rows never read
-    # each tap's kernels as (groups, out_ch/groups, in_ch/groups): W[i, j].T, group by group
-    per_group = W.reshape(kernel_rows, kernel_cols, -1, g.groups, out_ch // g.groups)
-    per_group = np.ascontiguousarray(per_group.transpose(0, 1, 3, 4, 2))  # BLAS reads it as is
-    phases = {}  # (row phase, col phase) -> its taps: at most kr*kc phases, whatever the stride
-    for i in range(kernel_rows):
-        for j in range(kernel_cols):
-            phases.setdefault((i * row_step % row_stride, j * col_step % col_stride), []).append(
-                (i * row_step // row_stride, j * col_step // col_stride, per_group[i, j]))
-    covered = len(phases) == row_stride * col_stride and min(bottom, right) >= 0
-    shape = (n_ex, row_end - top, col_end - left, g.in_ch)
+        axes = [(s, d + 1, before, before + n)
+                for n, before, s, d in zip(g.in_dims, g.pad[::2], g.stride, g.dilation)]
+    full = [s * (o - 1) + step * (k - 1) + 1
+            for (s, step, _, _), o, k in zip(axes, out_dims, g.kernel)]
+    after = [f - stop for f, (*_, stop) in zip(full, axes)]  # < 0: positions never read
+    # each tap's kernels as (groups, out_ch/groups, in_ch/groups): W[tap].T, group by group
+    per_group = W.reshape(*g.kernel, -1, g.groups, out_ch // g.groups)
+    per_group = np.ascontiguousarray(np.moveaxis(per_group, -3, -1))  # BLAS reads it as is
+    phases = {}  # phase per axis -> its taps: at most prod(kernel) phases, whatever the stride
+    for tap in np.ndindex(*g.kernel):
+        phase = tuple(i * step % s for i, (s, step, _, _) in zip(tap, axes))
+        shifts = tuple(i * step // s for i, (s, step, _, _) in zip(tap, axes))
+        phases.setdefault(phase, []).append((shifts, per_group[tap]))
+    covered = len(phases) == math.prod(s for s, *_ in axes) and min(after) >= 0
+    shape = (n_ex, *(stop - first for *_, first, stop in axes), g.in_ch)
     dX = (np.empty if covered else np.zeros)(shape, dZ.dtype)
     dZ = np.ascontiguousarray(dZ)
     # one tap's stamps over all of dZ, made only if a tap needs them
-    buffer = functools.cache(lambda: np.empty((n_ex * out_rows * out_cols, g.in_ch), dZ.dtype))
-    for (row_phase, col_phase), taps in phases.items():
-        row_first, row_stop, y0 = _phase_range(row_phase, full_rows, top, bottom, row_stride)
-        col_first, col_stop, x0 = _phase_range(col_phase, full_cols, left, right, col_stride)
-        n_rows, n_cols = row_stop - row_first, col_stop - col_first
-        if n_rows <= 0 or n_cols <= 0: continue
-        target = dX[:, _stepped(y0, n_rows, row_stride), _stepped(x0, n_cols, col_stride)]
-        one_phase = row_stride == col_stride == 1  # the phase is dX itself
+    buffer = functools.cache(lambda: np.empty((n_ex * math.prod(out_dims), g.in_ch), dZ.dtype))
+    one_phase = all(s == 1 for s, *_ in axes)  # the phase is dX itself
+    for phase, taps in phases.items():
+        ranges = [_phase_range(p, f, first, a, s)
+                  for p, f, (s, _, first, _), a in zip(phase, full, axes, after)]
+        counts = [stop - first for first, stop, _ in ranges]
+        if min(counts) <= 0: continue
+        target = dX[(slice(None), *(_stepped(start, c, s) for (_, _, start), c, (s, *_)
+                                     in zip(ranges, counts, axes)))]
         acc = target if one_phase else np.empty(target.shape, dZ.dtype)
-        add_taps(acc, _stamps(dZ, taps, (row_first, row_stop), (col_first, col_stop), buffer))
+        add_taps(acc, _stamps(dZ, taps, [(first, stop) for first, stop, _ in ranges], buffer))
         if acc is not target: target[...] = acc
     return dX
 
 # %% ../nbs/05_engine.ipynb #5e057bc2
 def _flipped_conv(dZ, W, g:ConvGeometry, forward) -> np.ndarray:
     "The stride-1 adjoint as one convolution of `dZ` with the flipped kernel, padded `eff-1-crop`."
-    (span_rows, span_cols), (in_rows, in_cols) = g.span, g.in_dims
-    top, _, left, _ = g.pad
-    crops = (top, span_rows - top - in_rows, left, span_cols - left - in_cols)
-    eff = [effective_kernel(k, g.dilation) for k in g.kernel for _ in range(2)]
+    crops = [crop for before, n, span in zip(g.pad[::2], g.in_dims, g.span)
+             for crop in (before, span - before - n)]
+    eff = [effective_kernel(k, d) for k, d in zip(g.kernel, g.dilation) for _ in range(2)]
     pads = [e - 1 - crop for e, crop in zip(eff, crops)]
-    cut = [max(0, -p) for p in pads]  # crops beyond eff - 1 remove rows of dZ itself
-    dZ = dZ[:, cut[0]:dZ.shape[1] - cut[1], cut[2]:dZ.shape[2] - cut[3]]
-    kernel_rows, kernel_cols, group_in, out_ch = W.shape  # in and out channels swap, group by group
-    W_flipped = W[::-1, ::-1].reshape(kernel_rows, kernel_cols, group_in, g.groups, -1)
-    W_flipped = W_flipped.transpose(0, 1, 4, 3, 2).reshape(kernel_rows, kernel_cols, -1, g.in_ch)
+    cut = [max(0, -p) for p in pads]  # crops beyond eff - 1 remove positions of dZ itself
+    dZ = dZ[(slice(None), *(slice(cut[2 * a], n - cut[2 * a + 1])
+                            for a, n in enumerate(dZ.shape[1:-1])))]
+    *kernel, group_in, out_ch = W.shape  # in and out channels swap, group by group
+    n_axes, flip = len(kernel), tuple(slice(None, None, -1) for _ in kernel)
+    W_flipped = W[flip].reshape(*kernel, group_in, g.groups, -1)
+    W_flipped = W_flipped.transpose(*range(n_axes), n_axes + 2, n_axes + 1, n_axes)
+    W_flipped = W_flipped.reshape(*kernel, -1, g.in_ch)
     pads = tuple(max(0, p) for p in pads)
     flipped = ConvGeometry.of(dZ.shape, W_flipped.shape, 1, pads, g.dilation, groups=g.groups)
     return forward(dZ, W_flipped, flipped, dZ.dtype)
@@ -422,20 +514,22 @@ def _sum_repeats(D, pixels, axis:int) -> tuple:
     return pixels[order[starts]], np.add.reduceat(np.take(D, order, axis=axis), starts, axis=axis)
 
 # %% ../nbs/05_engine.ipynb #6b4293ff
-def fold_padding(D,    # gradient of a part of the padded block, (A0, rows, cols, A3)
-                 rows, # the input row each row of D copies: a slice, or an index array (-1: a zero)
-                 cols, # the input column each column of D copies, the same way
-                 into, # the input's gradient (A0, in_rows, in_cols, A3): D is added onto it
+def fold_padding(D,    # gradient of a part of the padded block, (A0, *spatial, A_last)
+                 axes, # per spatial axis, the input pixel each position of D copies: a slice,
+                       # or an index array (-1: a zero)
+                 into, # the input's gradient (A0, *in_dims, A_last): D is added onto it
                 ) -> np.ndarray:
     "The adjoint of padding: each padded pixel's gradient added onto the pixel it copies; `into`."
     index = [slice(None)]
-    for axis, pixels in [(1, rows), (2, cols)]:
+    for axis, pixels in enumerate(axes, 1):
         if not isinstance(pixels, slice):
             pixels, D = _sum_repeats(D, np.asarray(pixels), axis)
             if D is None: return into  # every pixel a zero
         index.append(pixels)
-    if not isinstance(index[1], slice) and not isinstance(index[2], slice):
-        index[1] = index[1][:, None]  # every row with every column
+    if sum(not isinstance(i, slice) for i in index) > 1:  # every combination: an open mesh
+        spatial = [np.arange(n)[i] if isinstance(i, slice) else i
+                   for i, n in zip(index[1:], into.shape[1:-1])]
+        index = [slice(None), *np.ix_(*spatial)]
     into[tuple(index)] += D
     return into
 
@@ -459,44 +553,92 @@ def block_parts(g:ConvGeometry, # the convolution's geometry (2-D)
 def _padded_adjoint(dZ, W, g:ConvGeometry, forward) -> np.ndarray:
     "`conv_adjoint` with a pad mode: the zero-padded adjoint, plus the other parts folded back."
     layouts = block_layouts(g)
-    row_parts, col_parts = block_parts(g, layouts)
-    own = [any(isinstance(px, slice) for *_, px in parts) for parts in (row_parts, col_parts)]
+    parts, lengths = block_parts(g, layouts), tuple(length for *_, length in layouts)
+    own = [any(isinstance(px, slice) for *_, px in axis) for axis in parts]
     zero_padded = dataclasses.replace(g, pad_mode='constant')  # the input's own pixels only
-    dX = conv_adjoint(dZ, W, zero_padded, forward) if all(own) else np.zeros(g.in_shape, dZ.dtype)
-    (_, row_stride, row_dil, rows_used), (_, col_stride, col_dil, cols_used) = layouts
-    for (row_first, row_stop, rows), (col_first, col_stop, cols) in itertools.product(
-            row_parts, col_parts):
-        if isinstance(rows, slice) and isinstance(cols, slice): continue  # in dX already
-        if (rows_used, cols_used) == g.span:  # a part of the padded input: its zero-padded adjoint
-            part = dataclasses.replace(zero_padded, in_dims=(row_stop - row_first,
-                                                             col_stop - col_first),
-                                       pad=(row_first, rows_used - row_stop,
-                                            col_first, cols_used - col_stop))
-            D = conv_adjoint(dZ, W, part, forward)
+    dX = _adjoint(dZ, W, zero_padded, forward) if all(own) else np.zeros(g.in_shape, dZ.dtype)
+    for part in itertools.product(*parts):  # one piece per axis: (first, stop, pixels)
+        if all(isinstance(px, slice) for *_, px in part): continue  # in dX already
+        if lengths == g.span:  # a part of the padded input: its zero-padded adjoint
+            piece = dataclasses.replace(
+                zero_padded, in_dims=tuple(stop - first for first, stop, _ in part),
+                pad=tuple(p for (first, stop, _), n in zip(part, lengths)
+                          for p in (first, n - stop)))
+            D = _adjoint(dZ, W, piece, forward)
         else:  # a compact axis: the stamps on the block as it is stored
-            D = _add_stamps(dZ, W, g, [(row_stride, row_dil + 1, row_first, row_stop),
-                                       (col_stride, col_dil + 1, col_first, col_stop)])
-        fold_padding(D, rows, cols, dX)
+            D = _add_stamps(dZ, W, g, [(s, d + 1, first, stop) for (_, s, d, _), (first, stop, _)
+                                       in zip(layouts, part)])
+        fold_padding(D, [px for *_, px in part], dX)
     return dX
 
 # %% ../nbs/05_engine.ipynb #5ed9af63
-def conv_adjoint(dZ,             # (n_ex, out_rows, out_cols, out_ch): g.out_shape, result dtype
-                 W,              # the convolution's kernel (kr, kc, in_ch, out_ch)
-                 g:ConvGeometry, # the convolution's geometry (2-D)
+def _adjoint(dZ,             # (n_ex, *out_dims, out_ch): g.out_shape, in the result dtype
+                 W,              # the convolution's kernel (*kernel, in_ch // groups, out_ch)
+                 g:ConvGeometry, # the convolution's geometry
                  forward=None,   # route of the flipped conv, `(X, W, g, dtype)`; None: conv_forward
                 ) -> np.ndarray:
-    "The adjoint of `g`'s convolution applied to `dZ`: its input gradient, or a transposed conv."
+    "`conv_adjoint` on the calling thread."
     if g.n_ex and g.pad_mode != 'constant': return _padded_adjoint(dZ, W, g, forward)
-    (in_rows, in_cols), (span_rows, span_cols) = g.in_dims, g.span
-    top, _, left, _ = g.pad
-    # the input rows and columns that some window reads
-    reach = (min(in_rows, span_rows - top), min(in_cols, span_cols - left))
+    # the input positions, per axis, that some window reads
+    reach = tuple(min(n, span - before) for n, span, before in zip(g.in_dims, g.span, g.pad[::2]))
     if g.n_ex == 0 or min(reach) < 1: return np.zeros(g.in_shape, dZ.dtype)
     # conv_forward beats the stamps from CONV_ROUTE_CHANNELS on; a route passed in is always taken
     flipped = forward is not None or g.in_ch >= CONV_ROUTE_CHANNELS
-    if g.stride == 1 and flipped and reach == g.in_dims:
+    if set(g.stride) == {1} and flipped and reach == g.in_dims:
         return _flipped_conv(dZ, W, g, forward or conv_forward)
     return _add_stamps(dZ, W, g)
+
+# %% ../nbs/05_engine.ipynb #96fe6905
+def example_chunks(g:ConvGeometry, work:int, per_worker:int) -> list:
+    "Runs of examples, `per_worker` for each worker of a call of `work` elements; [] if too few."
+    workers = plan_workers(g.n_ex, work)
+    if workers < 2 or g.n_ex < per_worker * workers: return []
+    size = -(-g.n_ex // (per_worker * workers))
+    return [slice(n, min(g.n_ex, n + size)) for n in range(0, g.n_ex, size)]
+
+def _of_examples(g:ConvGeometry, examples:slice) -> ConvGeometry:
+    "The geometry of a run of `g`'s examples."
+    return dataclasses.replace(g, n_ex=examples.stop - examples.start)
+
+# %% ../nbs/05_engine.ipynb #a652f1bd
+def by_examples(route,          # `route(*arrays, geometry)`: a result with examples first
+                g:ConvGeometry, # the whole call's geometry
+                out_shape, dtype, # the result's
+                *batched,       # the arrays with examples first, cut into runs
+                work:int,       # elements the call reads and writes
+               ) -> np.ndarray:
+    "`route(*batched, g)`, a run of examples at a time on every worker, into one result."
+    # eight runs per worker, so that each run's temporaries are a small part of the result; with
+    # fewer examples, the route runs here, and shares out its own blocks if it can
+    chunks = example_chunks(g, work, per_worker=8)
+    if not chunks: return route(*batched, g)
+    out = np.empty(out_shape, dtype)
+    def run(examples): out[examples] = route(*(a[examples] for a in batched),
+                                             _of_examples(g, examples))
+    run_blocks(run, chunks, work=work)
+    return out
+
+def sum_by_examples(route, g:ConvGeometry, *batched, work:int):
+    "The sum over runs of examples of `route(*batched, g)`, added in the same order every time."
+    chunks = example_chunks(g, work, per_worker=1)
+    if not chunks: return route(*batched, g)
+    def partial(share):  # one worker's runs, added in order
+        total = None
+        for examples in share:
+            part = route(*(a[examples] for a in batched), _of_examples(g, examples))
+            total = part if total is None else total + part
+        return total
+    return sum_shares(partial, chunks, work=work)
+
+# %% ../nbs/05_engine.ipynb #94467802
+def conv_adjoint(dZ,             # (n_ex, *out_dims, out_ch): g.out_shape, in the result dtype
+                 W,              # the convolution's kernel (*kernel, in_ch // groups, out_ch)
+                 g:ConvGeometry, # the convolution's geometry
+                 forward=None,   # route of the flipped conv, `(X, W, g, dtype)`; None: conv_forward
+                ) -> np.ndarray:
+    "The adjoint of `g`'s convolution applied to `dZ`: its input gradient, or a transposed conv."
+    return by_examples(lambda dZ, g: _adjoint(dZ, W, g, forward), g, g.in_shape, dZ.dtype, dZ,
+                       work=column_work(g))
 
 # %% ../nbs/05_engine.ipynb #8c05ee5d
 def is_dask(a) -> bool:

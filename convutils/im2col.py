@@ -6,54 +6,60 @@
 __all__ = ['window_view', 'im2col', 'col2im']
 
 # %% ../nbs/01_im2col.ipynb #0fa884ef
-import itertools
+import itertools, math
 import numpy as np
-from .padding import check_array, check_shape, ConvGeometry, summing_dtype
+from convutils.geometry import (
+    _LAYOUTS, OUT_NAMES, ConvGeometry, check_array, check_channels_last, check_shape, compact,
+    summing_dtype)
 from .engine import (add_taps, block_layouts, block_parts, fold_padding, read_block,
                               strided_windows)
 
 # %% ../nbs/01_im2col.ipynb #e098d7c2
-def window_view(X_pad, kernel_shape, stride:int=1, dilation:int=0) -> np.ndarray:
+def window_view(X_pad, kernel_shape, stride=1, dilation=0) -> np.ndarray:
     """A read-only view of every window of the padded input `X_pad`, without copying.
 
     Parameters
     ----------
     X_pad : array_like
-        input of shape `(n_ex, in_rows, in_cols, in_ch)`, already padded
+        input of shape `(n_ex, *spatial, in_ch)`, already padded: 1-, 2- or 3-D
     kernel_shape : tuple of int
-        `(kernel_rows, kernel_cols)`
-    stride : int
-        step between windows, on both axes
-    dilation : int
-        zeros inserted between kernel taps
+        one kernel size per spatial axis, e.g. `(kernel_rows, kernel_cols)`
+    stride : int or tuple
+        step between windows, one for every axis or one per axis
+    dilation : int or tuple
+        zeros inserted between kernel taps, one for every axis or one per axis
 
     Returns
     -------
     windows : ndarray
-        a read-only view of `X_pad`, `(n_ex, out_rows, out_cols, kernel_rows, kernel_cols, in_ch)`
+        a read-only view of `X_pad`, `(n_ex, *out_dims, *kernel, in_ch)`; in 2-D
+        `(n_ex, out_rows, out_cols, kernel_rows, kernel_cols, in_ch)`
     """
-    X_pad = check_array(X_pad, 'X_pad', '(n_ex, in_rows, in_cols, in_ch)')
-    kernel = check_shape(kernel_shape, 'kernel_shape', '(kernel_rows, kernel_cols)')
-    g = ConvGeometry.of(X_pad.shape, (*kernel, X_pad.shape[3], 1), stride, 0, dilation)
-    windows = strided_windows(X_pad, kernel, g.out_dims, g.stride, g.dilation)
-    return windows.transpose(0, 1, 2, 4, 5, 3)
+    X_pad = check_channels_last(X_pad, 'X_pad')
+    kernel_layout = _LAYOUTS[X_pad.ndim][1].replace(', in_ch, out_ch', '')
+    kernel = check_shape(kernel_shape, 'kernel_shape', kernel_layout)
+    g = ConvGeometry.of(X_pad.shape, (*kernel, X_pad.shape[-1], 1), stride, 0, dilation)
+    windows = strided_windows(X_pad, g.kernel, g.out_dims, g.stride, g.dilation)
+    return np.moveaxis(windows, g.n_axes + 1, -1)
 
 # %% ../nbs/01_im2col.ipynb #e4bfbe97
-def im2col(X, W_shape, pad, stride:int, dilation:int=0, *, pad_mode='constant') -> tuple:
-    """Every window of `X` as a column: `(X_col, (top, bottom, left, right))`, see the shape above.
+def im2col(X, W_shape, pad, stride, dilation=0, *, pad_mode='constant') -> tuple:
+    """Every window of `X` as a column: `(X_col, pad)`, see the shape above.
 
     Parameters
     ----------
     X : array_like
-        input of shape `(n_ex, in_rows, in_cols, in_ch)`, unpadded
+        input of shape `(n_ex, in_rows, in_cols, in_ch)`, unpadded; or a 1-D `(n_ex, l_in, in_ch)`
+        or 3-D `(n_ex, in_depth, in_rows, in_cols, in_ch)` batch
     W_shape : tuple of int
-        kernel shape `(kernel_rows, kernel_cols, in_ch, out_ch)`
+        kernel shape `(kernel_rows, kernel_cols, in_ch, out_ch)`: one size per spatial axis of `X`
     pad : int, tuple or str
-        an int, `(rows, cols)`, `(top, bottom, left, right)`, `'same'` or `'valid'`
-    stride : int
-        step between windows, on both axes
-    dilation : int
-        zeros inserted between kernel taps
+        an int, `(rows, cols)`, `(top, bottom, left, right)`, `'same'` or `'valid'`; in 1-D and
+        3-D, the forms of `pad1D` and `pad3D`
+    stride : int or tuple
+        step between windows, one for every axis or one per axis
+    dilation : int or tuple
+        zeros inserted between kernel taps, one for every axis or one per axis
     pad_mode : str
         what the padding holds: `'constant'` (zeros), `'reflect'`, `'symmetric'`, `'edge'` or
         `'wrap'`, as in `np.pad` (PyTorch's `'zeros'`, `'replicate'` and `'circular'` too)
@@ -62,17 +68,19 @@ def im2col(X, W_shape, pad, stride:int, dilation:int=0, *, pad_mode='constant') 
     -------
     X_col : ndarray
         `(kr*kc*in_ch, n_ex*out_rows*out_cols)`, of `X`'s dtype: rows channel-major, then kernel
-        row, then kernel column; columns by output position, the example index fastest
+        row, then kernel column; columns by output position, the example index fastest. In any
+        dimension, rows `(in_ch, *kernel)` and columns `(*out_dims, n_ex)`
     pad : tuple of int
-        the resolved padding `(top, bottom, left, right)`
+        the resolved padding `(top, bottom, left, right)`: `(before, after)` per axis
     """
-    X = check_array(X, 'X', '(n_ex, in_rows, in_cols, in_ch)')
-    g = ConvGeometry.of(X.shape, W_shape, stride, pad, dilation, n_dims=4, pad_mode=pad_mode)
+    X = check_channels_last(X, 'X')
+    g = ConvGeometry.of(X.shape, W_shape, stride, pad, dilation, n_dims=X.ndim, pad_mode=pad_mode)
     # channels first and examples last, so that the big copy below reads nearly in order
     block, (strides, dilations) = read_block(X, g, channels_first=True)
     windows = strided_windows(block, g.kernel, g.out_dims, strides, dilations)
-    n_rows = g.in_ch * g.kernel[0] * g.kernel[1]
-    X_col = windows.transpose(0, 4, 5, 1, 2, 3).reshape(n_rows, -1)
+    n = g.n_axes  # windows: (in_ch, *out_dims, n_ex, *kernel) -> (in_ch, *kernel, *out_dims, n_ex)
+    X_col = windows.transpose(0, *range(n + 2, 2 * n + 2), *range(1, n + 2))
+    X_col = X_col.reshape(g.in_ch * math.prod(g.kernel), -1)
     # a reshape that needed no copy is still a read-only view of the padded copy: copy it
     return (X_col if X_col.flags.owndata else X_col.copy()), g.pad
 
@@ -81,7 +89,7 @@ _ACCUMULATOR_BYTES = 1 << 20  # per block of channels: fits a 1 MiB L2 cache
 _TILE_BYTES = 1 << 18         # per band of rows in the final transpose
 
 # %% ../nbs/01_im2col.ipynb #05866afa
-def col2im(X_col, X_shape, W_shape, pad, stride:int, dilation:int=0) -> np.ndarray:
+def col2im(X_col, X_shape, W_shape, pad, stride, dilation=0) -> np.ndarray:
     """Add every column back onto the pixels `im2col` took it from (its adjoint); NHWC result.
 
     Parameters
@@ -89,58 +97,59 @@ def col2im(X_col, X_shape, W_shape, pad, stride:int, dilation:int=0) -> np.ndarr
     X_col : array_like
         columns in `im2col`'s layout, `(kr*kc*in_ch, n_ex*out_rows*out_cols)`
     X_shape : tuple of int
-        shape of the unpadded input `(n_ex, in_rows, in_cols, in_ch)`
+        shape of the unpadded input `(n_ex, in_rows, in_cols, in_ch)`, or of a 1-D or 3-D batch
     W_shape : tuple of int
-        kernel shape `(kernel_rows, kernel_cols, in_ch, out_ch)`
+        kernel shape `(kernel_rows, kernel_cols, in_ch, out_ch)`: one size per spatial axis
     pad : int, tuple or str
-        an int, `(rows, cols)`, `(top, bottom, left, right)`, `'same'` or `'valid'`
-    stride : int
-        step between windows, on both axes
-    dilation : int
-        zeros inserted between kernel taps
+        an int, `(rows, cols)`, `(top, bottom, left, right)`, `'same'` or `'valid'`; in 1-D and
+        3-D, the forms of `pad1D` and `pad3D`
+    stride : int or tuple
+        step between windows, one for every axis or one per axis
+    dilation : int or tuple
+        zeros inserted between kernel taps, one for every axis or one per axis
 
     Returns
     -------
     img : ndarray
-        `(n_ex, in_rows, in_cols, in_ch)`: the sums, with the padding cropped; float32 stays
-        float32, integer and boolean columns are summed in float64
+        `X_shape`: the sums, with the padding cropped; float32 stays float32, integer and boolean
+        columns are summed in float64
     """
-    X_col = check_array(X_col, 'X_col', '(kernel_rows*kernel_cols*in_ch, n_ex*out_rows*out_cols)')
-    g = ConvGeometry.of(X_shape, W_shape, stride, pad, dilation, n_dims=4)
-    (n_ex, in_rows, in_cols, in_ch), (kernel_rows, kernel_cols) = g.in_shape, g.kernel
-    out_rows, out_cols = g.out_dims
-    expected = (kernel_rows * kernel_cols * in_ch, n_ex * out_rows * out_cols)
+    g = ConvGeometry.of(X_shape, W_shape, stride, pad, dilation)
+    n_ex, in_ch, n = g.n_ex, g.in_ch, g.n_axes
+    taps = _LAYOUTS[n + 2][1][1:-1].split(', ')[:-2]  # the kernel's axes, by name
+    layout = f"({'*'.join(taps)}*in_ch, n_ex*{'*'.join(OUT_NAMES[n])})"
+    X_col = check_array(X_col, 'X_col', layout)
+    expected = (math.prod(g.kernel) * in_ch, n_ex * math.prod(g.out_dims))
     if X_col.shape != expected:
-        raise ValueError(f"X_col must have shape {expected} = (kernel_rows*kernel_cols*in_ch, "
-                         f"n_ex*out_rows*out_cols) for X_shape={g.in_shape}, kernel {g.kernel}, "
-                         f"pad={g.pad}, stride={g.stride}, dilation={g.dilation}; "
-                         f"got {X_col.shape}")
-    columns = X_col.reshape(in_ch, kernel_rows, kernel_cols, out_rows, out_cols, n_ex)
+        raise ValueError(f"X_col must have shape {expected} = {layout} for X_shape={g.in_shape}, "
+                         f"kernel {g.kernel}, pad={g.pad}, stride={compact(g.stride)}, "
+                         f"dilation={compact(g.dilation)}; got {X_col.shape}")
+    columns = X_col.reshape(in_ch, *g.kernel, *g.out_dims, n_ex)
     dtype = summing_dtype(X_col)
     layouts = block_layouts(g)  # the block im2col reads, accumulated, then folded onto the image
-    (_, row_stride, row_dil, used_rows), (_, col_stride, col_dil, used_cols) = layouts
-    parts = block_parts(g, layouts)
+    strides, steps = [s for _, s, _, _ in layouts], [d + 1 for _, _, d, _ in layouts]
+    used, parts = [length for *_, length in layouts], block_parts(g, layouts)
     # usually the block's middle is the whole input, in order, and the rest is dropped padding
-    whole = all(len(axis) == 1 and isinstance(axis[0][2], slice) and axis[0][2] == slice(0, n)
-                for axis, n in zip(parts, (in_rows, in_cols)))
-    plane = used_rows * used_cols * n_ex * dtype.itemsize
+    whole = all(len(axis) == 1 and isinstance(axis[0][2], slice) and axis[0][2] == slice(0, m)
+                for axis, m in zip(parts, g.in_dims))
+    plane = math.prod(used) * n_ex * dtype.itemsize
     n_block = max(1, min(in_ch, _ACCUMULATOR_BYTES // max(1, plane)))
-    buffer = np.empty((n_block, used_rows, used_cols, n_ex), dtype=dtype)
+    buffer = np.empty((n_block, *used, n_ex), dtype=dtype)
     # step 1 of the transpose; zeros where no window reaches
-    by_pixel = (np.empty if whole else np.zeros)((in_rows, in_cols, in_ch, n_ex), dtype=dtype)
+    by_pixel = (np.empty if whole else np.zeros)((*g.in_dims, in_ch, n_ex), dtype=dtype)
     for first in range(0, in_ch, n_block):
         channels = slice(first, first + n_block)
         acc = buffer[:min(n_block, in_ch - first)]
-        add_taps(acc, [(i * (row_dil + 1), j * (col_dil + 1), columns[channels, i, j])
-                       for i in range(kernel_rows) for j in range(kernel_cols)],
-                 (row_stride, col_stride))
-        into = by_pixel[:, :, channels].transpose(2, 0, 1, 3)  # (channels, rows, cols, n_ex)
-        for (row_first, row_stop, rows), (col_first, col_stop, cols) in itertools.product(*parts):
-            part = acc[:, row_first:row_stop, col_first:col_stop]
-            if whole: into[...] = part
-            else: fold_padding(part, rows, cols, into)
-    img = np.empty((n_ex, in_rows, in_cols, in_ch), dtype=dtype)
-    band = max(1, _TILE_BYTES // max(1, in_cols * in_ch * n_ex * dtype.itemsize))
-    for row in range(0, in_rows, band):  # step 2: a band of rows at a time, small enough for cache
-        img[:, row:row + band] = by_pixel[row:row + band].transpose(3, 0, 1, 2)
+        add_taps(acc, [(tuple(i * step for i, step in zip(tap, steps)), columns[(channels, *tap)])
+                       for tap in np.ndindex(*g.kernel)], strides)
+        into = np.moveaxis(by_pixel[..., channels, :], n, 0)  # (channels, *in_dims, n_ex)
+        for part in itertools.product(*parts):  # one piece per axis: (first, stop, pixels)
+            piece = acc[(slice(None), *(slice(start, stop) for start, stop, _ in part))]
+            if whole: into[...] = piece
+            else: fold_padding(piece, [pixels for *_, pixels in part], into)
+    img = np.empty(g.in_shape, dtype=dtype)
+    row_bytes = math.prod(g.in_dims[1:]) * in_ch * n_ex * dtype.itemsize
+    band = max(1, _TILE_BYTES // max(1, row_bytes))
+    for row in range(0, g.in_dims[0], band):  # step 2: a band at a time, small enough for cache
+        img[:, row:row + band] = np.moveaxis(by_pixel[row:row + band], -1, 0)
     return img

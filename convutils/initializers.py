@@ -10,7 +10,7 @@ __all__ = ['calc_fan', 'truncated_normal', 'he_uniform', 'he_normal', 'glorot_un
 import math
 import numbers
 import numpy as np
-from .padding import check_int
+from .geometry import check_int
 
 # %% ../nbs/03_initializers.ipynb #595010d2
 def random_source(rng=None):

@@ -10,49 +10,10 @@ __all__ = ['maxpool2D', 'avgpool2D', 'maxpool2D_backward', 'avgpool2D_backward',
 import itertools, math
 from dataclasses import dataclass
 import numpy as np
-from .padding import (check_array, check_dZ, check_flag, check_int, check_out_dims,
-                               check_size, conv_out_len, resolve_pad1D, resolve_pad2D,
-                               summing_dtype)
+from .geometry import (
+    check_array, check_axes, check_dZ, check_flag, check_int, check_out_dims, check_size,
+    conv_out_len, resolve_pad, summing_dtype)
 from .engine import accepts_dask, output_blocks
-
-# %% ../nbs/05b_pooling.ipynb #635064e9
-def per_axis(value,       # an int, or a sequence of one int per spatial axis
-             name:str,    # the argument's name, for the error message
-             n_axes:int,  # the number of spatial axes
-             minimum:int, # the smallest value allowed
-            ) -> tuple:
-    "`value` as `n_axes` Python ints >= `minimum`, or a `TypeError`/`ValueError` naming `name`."
-    if isinstance(value, np.ndarray) and value.ndim == 1: value = tuple(value)
-    if isinstance(value, (tuple, list)):
-        if len(value) != n_axes:
-            raise ValueError(f"{name} must be an int or {n_axes} ints, one per spatial axis; "
-                             f"got {value!r}")
-        return tuple(check_int(v, f"{name}[{i}]", minimum) for i, v in enumerate(value))
-    return (check_int(value, name, minimum),) * n_axes
-
-# %% ../nbs/05b_pooling.ipynb #7bfb8ee9
-def resolve_pool_pad(pad, in_dims:tuple, pool:tuple, stride:tuple, dilation:tuple) -> tuple:
-    "Explicit padding, `(before, after)` per spatial axis in axis order, for any accepted `pad`."
-    n_axes = len(in_dims)
-    if isinstance(pad, str) and pad == 'same':  # axis by axis, as a 1-D convolution's 'same'
-        return sum((resolve_pad1D('same', (0, n, 1), k, s, d)
-                    for n, k, s, d in zip(in_dims, pool, stride, dilation)), ())
-    if n_axes == 1: return resolve_pad1D(pad, (0, *in_dims, 1), pool[0], stride[0], dilation[0])
-    if n_axes == 2: return resolve_pad2D(pad, (0, *in_dims, 1))
-    forms = (f"an int, {n_axes} ints (one per axis), {2 * n_axes} ints (before, after per "
-             f"axis), 'same' or 'valid'")
-    if isinstance(pad, str):
-        if pad == 'valid': return (0,) * (2 * n_axes)
-        hint = " (did you mean 'same'?)" if pad.lower() in ('same', 'valid') else ''
-        raise ValueError(f"pad must be {forms}; got {pad!r}{hint}")
-    if isinstance(pad, np.ndarray) and pad.ndim == 1: pad = tuple(pad)
-    if not isinstance(pad, (tuple, list)):
-        if isinstance(pad, (bool, np.bool_)) or not isinstance(pad, (int, np.integer)):
-            raise TypeError(f"pad must be {forms}; got {pad!r}")
-        pad = (pad,) * n_axes
-    if len(pad) not in (n_axes, 2 * n_axes): raise ValueError(f"pad must be {forms}; got {pad!r}")
-    amounts = tuple(check_int(p, f"pad[{i}]", 0) for i, p in enumerate(pad))
-    return amounts if len(amounts) == 2 * n_axes else tuple(p for p in amounts for _ in (0, 1))
 
 # %% ../nbs/05b_pooling.ipynb #5c6613c6
 @dataclass(frozen=True)
@@ -103,11 +64,11 @@ POOL_LAYOUTS = {1: '(n_ex, l_in, in_ch)', 2: '(n_ex, in_rows, in_cols, in_ch)',
 def pool_axes(X, pool, stride, pad, dilation, n_axes:int) -> tuple:
     "Check a pooling's arguments; return `X` as an array, and one `PoolAxis` per spatial axis."
     X = check_array(X, 'X', POOL_LAYOUTS[n_axes], numbers=True)
-    pool = per_axis(pool, 'pool', n_axes, 1)
-    stride = pool if stride is None else per_axis(stride, 'stride', n_axes, 1)
-    dilation = per_axis(dilation, 'dilation', n_axes, 0)
+    pool = check_axes(pool, 'pool', n_axes, 1)
+    stride = pool if stride is None else check_axes(stride, 'stride', n_axes, 1)
+    dilation = check_axes(dilation, 'dilation', n_axes, 0)
     in_dims = X.shape[1:-1]
-    pads = resolve_pool_pad(pad, in_dims, pool, stride, dilation)
+    pads = resolve_pad(pad, in_dims, pool, stride, dilation)
     axes = tuple(PoolAxis(*args, *pads[2 * i:2 * i + 2])
                  for i, args in enumerate(zip(in_dims, pool, stride, dilation)))
     out_dims = tuple(axis.out_len for axis in axes)
@@ -136,7 +97,7 @@ def pool_blocks(out_shape:tuple, # the result's shape (n_ex, *out_dims, in_ch)
     n_ex, first, *rest = out_shape
     per_window = math.prod(rest) * itemsize  # bytes per window along the first axis
     windows = max(1, (budget or POOL_BYTES) // max(1, per_window))
-    return [(examples, rows) for examples, rows, _ in output_blocks(n_ex, first, 1, windows)]
+    return [(examples, rows) for examples, rows, _ in output_blocks(n_ex, (first, 1), windows)]
 
 # %% ../nbs/05b_pooling.ipynb #078b9d4a
 def tap_views(block,      # part of a result: (examples, windows lo..hi, *out_dims[1:], in_ch)

@@ -12,8 +12,9 @@ import functools, math, time
 from fractions import Fraction
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
-from .padding import ConvGeometry, mode_index, summing_dtype
-from .engine import conv_forward, kernel_grad, output_blocks
+from .geometry import ConvGeometry, compact, summing_dtype
+from .padding import mode_index
+from .engine import by_examples, column_work, conv_forward, kernel_grad, output_blocks
 
 # %% ../nbs/05a_winograd.ipynb #70e815e5
 def toom_cook_points(n_points:int) -> list:
@@ -89,10 +90,11 @@ def winograd_supported(g:ConvGeometry) -> bool:
     -------
     supported : bool
         True for stride 1 with a 3×3 kernel (2-D) or a width-3 kernel (1-D), padding of any size
-        and mode, one channel group, and a dilation of at most `WINOGRAD_MAX_DILATION`
+        and mode, one channel group, and a dilation of at most `WINOGRAD_MAX_DILATION` on each axis;
+        never in 3-D
     """
-    return (g.stride == 1 and all(k == 3 for k in g.kernel) and g.groups == 1
-            and g.dilation <= WINOGRAD_MAX_DILATION)
+    return (g.n_axes <= 2 and set(g.stride) == {1} and set(g.kernel) == {3} and g.groups == 1
+            and max(g.dilation) <= WINOGRAD_MAX_DILATION)
 
 # %% ../nbs/05a_winograd.ipynb #3808abfe
 WINOGRAD_BLOCK_VALUES = 1 << 19  # transformed values per block (V, and M alike): measured fastest
@@ -105,8 +107,9 @@ def _check_winograd(g:ConvGeometry, dtype, m, n_dims:int):
                          f"{g.in_shape} and kernel {g.W_shape}")
     if not winograd_supported(g):
         raise ValueError(f"the Winograd route needs stride 1 and a kernel of 3 taps per axis; "
-                         f"got stride {g.stride}, kernel {tuple(g.kernel)} (input {g.in_shape}, "
-                         f"dilation {g.dilation}, pad {g.pad}): use the GEMM route")
+                         f"got stride {compact(g.stride)}, kernel {tuple(g.kernel)} (input "
+                         f"{g.in_shape}, dilation {compact(g.dilation)}, pad {g.pad}): use the GEMM "
+                         f"route")
     if m not in (2, 4): raise ValueError(f"m must be 2 or 4, got {m!r}")
     if dtype is not None and not np.issubdtype(np.dtype(dtype), np.inexact):
         raise TypeError(f"the Winograd route computes in floating point; got dtype "
@@ -141,7 +144,7 @@ def _lap(timings, stage, start):
 def _tile_shape(g:ConvGeometry, m:int) -> tuple:
     "Phases `s`, outputs per tile `m` and patch size `n`, each per axis `(rows, cols)`."
     tiled = g.kernel[0] == 3  # a kernel of one row (a 1-D convolution) leaves the rows untiled
-    s_r, s_c = (g.dilation + 1 if tiled else 1), g.dilation + 1
+    s_r, s_c = (g.dilation[0] + 1 if tiled else 1), g.dilation[-1] + 1
     return (s_r, s_c), ((m if tiled else 1), m), ((m + 2 if tiled else 1), m + 2)
 
 def _axis_matrices(g:ConvGeometry, m:int, r:int) -> tuple:
@@ -155,7 +158,7 @@ def _tile_blocks(g:ConvGeometry, s, m, n, channels:int) -> list:
     tile_rows, tile_cols = -(-(-(-out_rows // s_r)) // m_r), -(-(-(-out_cols // s_c)) // m_c)
     tile_values = s_r * s_c * n_r * n_c * channels  # of all the phases of one tile position
     per_block = max(1, WINOGRAD_BLOCK_VALUES // tile_values)
-    return output_blocks(g.n_ex, tile_rows, tile_cols, per_block)
+    return output_blocks(g.n_ex, (tile_rows, tile_cols), per_block)
 
 def _block_tiles(block, s) -> int:
     "Tiles `T` of a block: examples × phases × tile rows × tile cols."
@@ -167,6 +170,12 @@ def _buffers(size:int, count:int, dtype) -> list:
     shift = (-size % (4096 // dtype.itemsize)) + 2048 // dtype.itemsize
     flat = np.empty(count * (size + shift), dtype)
     return [flat[k * (size + shift):k * (size + shift) + size] for k in range(count)]
+
+# %% ../nbs/05a_winograd.ipynb #698a2208
+def one_row(g:ConvGeometry) -> ConvGeometry:
+    "A 1-D geometry as that of one-row images, with a kernel of one row: how the tiles compute it."
+    return ConvGeometry(g.n_ex, (1, *g.in_dims), g.in_ch, (1, *g.kernel), g.out_ch,
+                        (1, *g.stride), (0, *g.dilation), (0, 0, *g.pad), g.pad_mode, g.groups)
 
 # %% ../nbs/05a_winograd.ipynb #aa5dd9c4
 def _padded_pixels(first:int, count:int, n:int, pad:tuple, mode:str) -> tuple:
@@ -311,7 +320,7 @@ def winograd_conv1D(X, W, g:ConvGeometry, dtype=None, m:int=2) -> np.ndarray:
         for a geometry the route cannot compute (`winograd_supported`), or `m` not 2 or 4
     """
     _check_winograd(g, dtype, m, 3)
-    return _winograd(X[:, None], W[None], g.as_2D(), dtype, m)[:, 0]
+    return _winograd(X[:, None], W[None], one_row(g), dtype, m)[:, 0]
 
 # %% ../nbs/05a_winograd.ipynb #f2c87c55
 def _gather_grad_tiles(dZ, g:ConvGeometry, s, m, block, out, spare):
@@ -369,13 +378,12 @@ def winograd_kernel_grad(X, dZ, g:ConvGeometry, dtype=None, m:int=4) -> np.ndarr
     Parameters
     ----------
     X : ndarray
-        the forward input `(n_ex, in_rows, in_cols, in_ch)`
+        the forward input `(n_ex, in_rows, in_cols, in_ch)`, or `(n_ex, l_in, in_ch)`
     dZ : ndarray
         the gradient of the loss with respect to the forward output, `(n_ex, out_rows, out_cols,
         out_ch)`
     g : ConvGeometry
-        the forward geometry (2-D), already checked: stride 1, any zero pad and dilation; a 1-D
-        convolution as one-row images (`g.as_2D()`, a kernel of one row) is computed too
+        the forward geometry (2-D or 1-D), already checked: stride 1, any zero pad and dilation
     dtype : dtype, optional
         the result dtype, floating or complex; None: the dtype rule's (of `X` and `dZ`)
     m : int
@@ -392,10 +400,9 @@ def winograd_kernel_grad(X, dZ, g:ConvGeometry, dtype=None, m:int=4) -> np.ndarr
     ValueError
         for a geometry the route cannot compute (`winograd_supported`), or `m` not 2 or 4
     """
-    g_1D = g.as_1D() if len(g.in_dims) == 2 else None  # one-row images: a 1-D convolution
-    if g_1D is not None: _check_winograd(g_1D, dtype, m, 3)
-    else: _check_winograd(g, dtype, m, 4)
-    return _winograd_kernel_grad(X, dZ, g, dtype, m)
+    _check_winograd(g, dtype, m, g.n_axes + 2)
+    if g.n_axes == 2: return _winograd_kernel_grad(X, dZ, g, dtype, m)
+    return _winograd_kernel_grad(X[:, None], dZ[:, None], one_row(g), dtype, m)[0]
 
 # %% ../nbs/05a_winograd.ipynb #9a4beb5c
 WINOGRAD_MIN_CHANNELS = 64  # fewer input or output channels: the product is as fast or faster
@@ -438,21 +445,21 @@ def pick_route(method:str,     # 'auto', 'gemm' or 'winograd'
         if not winograd_supported(g):
             raise ValueError(f"method='winograd' needs a 3-tap kernel at stride 1, one group "
                              f"and a dilation of at most {WINOGRAD_MAX_DILATION}; got kernel "
-                             f"{g.kernel}, stride {g.stride}, groups {g.groups}, "
-                             f"dilation {g.dilation}")
+                             f"{g.kernel}, stride {compact(g.stride)}, groups {g.groups}, "
+                             f"dilation {compact(g.dilation)}, in 1-D or 2-D")
         route = 'winograd2' if route == 'winograd2' else 'winograd4'
     return route
 
 # %% ../nbs/05a_winograd.ipynb #4c6a67cf
 def conv_by_method(method:str,     # 'auto', 'gemm' or 'winograd'
-                   X, W,           # input and kernel (1-D: without the row axis)
-                   g:ConvGeometry, # their checked geometry, 1-D or 2-D
+                   X, W,           # input and kernel, in any dimension
+                   g:ConvGeometry, # their checked geometry
                    dtype=None,     # the result dtype; None: the dtype rule's
                   ) -> np.ndarray:
     "The convolution of geometry `g` by the route `method` names, from `conv_forward`'s arguments."
     dtype = np.dtype(summing_dtype(X, W) if dtype is None else dtype)
-    route, one_D = pick_route(method, g, dtype), len(g.in_dims) == 1
-    if route != 'gemm':
-        return (winograd_conv1D if one_D else winograd_conv)(X, W, g, dtype, m=int(route[-1]))
-    if one_D: return conv_forward(X[:, None], W[None], g.as_2D(), dtype)[:, 0]
-    return conv_forward(X, W, g, dtype)
+    route = pick_route(method, g, dtype)
+    if route == 'gemm': return conv_forward(X, W, g, dtype)
+    winograd, m = winograd_conv1D if g.n_axes == 1 else winograd_conv, int(route[-1])
+    return by_examples(lambda X, g: winograd(X, W, g, dtype, m=m), g, g.out_shape, dtype, X,
+                       work=column_work(g))  # runs of examples on every worker

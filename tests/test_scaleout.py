@@ -6,6 +6,8 @@
 - Argument errors are raised by the call itself, before anything is computed, with NumPy's type and
   message.
 - `import convutils` does not import dask.
+- The 1-D and 3-D functions, with a stride and a dilation per spatial axis, give NumPy's values on
+  an unevenly chunked batch, `dW` added up across the chunks, and raise NumPy's errors at the call.
 The notebook `nbs/08_scaleout.ipynb` tests laziness, the task count, the summing tree and a run on a
 `dask.distributed.LocalCluster`.
 """
@@ -21,6 +23,8 @@ import convutils
 # The public functions, which send calls with a Dask array to convutils.scaleout: the route users take.
 # (To test convutils.scaleout's functions alone, import them from there instead.)
 from convutils import conv1D, conv1D_backward, conv2D, conv2D_backward, deconv2D, deconv2D_backward
+from convutils import (conv3D, conv3D_backward, deconv1D, deconv1D_backward, deconv3D,
+                       deconv3D_backward)
 
 FORWARD = {'conv2D': (conv2D, convutils.conv2D), 'conv1D': (conv1D, convutils.conv1D),
            'deconv2D': (deconv2D, convutils.deconv2D)}
@@ -237,3 +241,109 @@ def test_depthwise_keeps_a_dask_kernel_lazy():
     np.testing.assert_allclose(dW.compute(), cu.depthwise_conv2D_backward(np.ones(Z.shape), X, W, 1, 'same')[1])
     with pytest.raises(ValueError, match=r"W must be a 4-D array"):
         cu.depthwise_conv2D(X, W_lazy[0], 1, 'same')
+
+
+# 1-D and 3-D, with a stride and a dilation per spatial axis.
+ND_FUNCTIONS = {'conv3D': (conv3D, conv3D_backward), 'deconv1D': (deconv1D, deconv1D_backward),
+                'deconv3D': (deconv3D, deconv3D_backward)}
+ND_CASES = [  # (name, X shape, W shape, stride, pad, dilation, options)
+    ('conv3D', (5, 4, 6, 7, 2), (2, 3, 2, 2, 4), (1, 2, 3), 1, (1, 0, 0), {}),
+    ('conv3D', (5, 4, 6, 7, 4), (3, 2, 3, 2, 4), (2, 1, 1), 'same', (0, 0, 1),
+     dict(groups=2, pad_mode='reflect', method='gemm')),
+    ('deconv1D', (5, 9, 2), (3, 2, 3), (3,), 'same', (1,), {}),
+    ('deconv1D', (5, 9, 4), (2, 4, 3), 2, (1, 0), 0, dict(groups=2)),
+    ('deconv3D', (5, 3, 4, 3, 2), (2, 3, 2, 2, 3), (2, 1, 3), (0, 1, 0), (0, 1, 0), {}),
+]
+EXAMPLE_CHUNKS = (2, 1, 2)  # uneven, and a chunk of one example
+
+
+def nd_case(case):
+    "The Dask functions, NumPy arrays `X`, `W` and `X` as a Dask array, for a case of ND_CASES."
+    name, X_shape, W_shape, *args, options = case
+    rng = np.random.default_rng(len(X_shape) + sum(W_shape))
+    X, W = rng.standard_normal(X_shape), rng.standard_normal(W_shape)
+    # chunked along the examples, and along the first spatial axis too: merged into whole examples
+    X_lazy = da.from_array(X, chunks=(EXAMPLE_CHUNKS, (X_shape[1] + 1) // 2, *X_shape[2:]))
+    return ND_FUNCTIONS[name], X, W, X_lazy, args, options
+
+
+def assert_equal_to_1e12(got, want):
+    "`got` equals `want` in shape and dtype, and in value to 1e-12 of `want`'s largest magnitude."
+    assert (got.shape, got.dtype) == (want.shape, want.dtype), (got.shape, want.shape)
+    scale = max(1.0, float(np.abs(want).max(initial=0)))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * scale)
+
+
+def case_id(case): return f"{case[0]}-{'-'.join(case[6]) or 'plain'}"
+
+
+@pytest.mark.parametrize('case', ND_CASES, ids=case_id)
+def test_nd_forward_matches_numpy(case):
+    (forward, _), X, W, X_lazy, args, options = nd_case(case)
+    with dask.config.set(scheduler=refuse):
+        Z = forward(X_lazy, W, *args, **options)
+    assert isinstance(Z, da.Array) and Z.chunks[0] == EXAMPLE_CHUNKS
+    assert_equal_to_1e12(Z.compute(scheduler='sync'), forward(X, W, *args, **options))
+
+
+@pytest.mark.parametrize('case', ND_CASES, ids=case_id)
+def test_nd_backward_matches_numpy(case):
+    "dX chunk by chunk, and dW added up across the chunks, equal one NumPy call on the batch."
+    (forward, backward), X, W, X_lazy, args, options = nd_case(case)
+    dZ = np.random.default_rng(0).standard_normal(forward(X, W, *args, **options).shape)
+    dZ_lazy = da.from_array(dZ, chunks=3)  # chunked unlike X: rechunked to X's chunks
+    with dask.config.set(scheduler=refuse):
+        dX, dW = backward(dZ_lazy, X_lazy, W, *args, **options)
+        no_dX, dW_alone = backward(dZ_lazy, X_lazy, W, *args, input_grad=False, **options)
+    shares = [key for key in dW.__dask_graph__() if key[0].startswith('dW-shares')]
+    assert len(shares) == len(EXAMPLE_CHUNKS)  # one share of dW per chunk, then their sum
+    assert dX.chunks[0] == EXAMPLE_CHUNKS and no_dX is None
+    want_dX, want_dW = backward(dZ, X, W, *args, **options)
+    got_dX, got_dW = dask.compute(dX, dW, scheduler='sync')
+    assert_equal_to_1e12(got_dX, want_dX)
+    assert_equal_to_1e12(got_dW, want_dW)
+    assert_equal_to_1e12(dW_alone.compute(scheduler='sync'), want_dW)
+
+
+BAD_ND = [  # (case of ND_CASES it alters, stride, pad, dilation, options): one argument wrong
+    (0, (1, 2), 1, 0, {}),                    # two strides for three axes
+    (0, (1, 0, 1), 1, 0, {}),                 # a stride of 0 on one axis
+    (0, (1, 1.5, 1), 1, 0, {}),               # a stride that is not an integer
+    (0, 1, 1, (0, -1, 0), {}),                # a negative dilation on one axis
+    (0, 1, 1, (0, 0), {}),                    # two dilations for three axes
+    (0, 1, 'causal', 0, {}),                  # a 1-D pad form
+    (0, 1, 1, 0, dict(method='winograd')),    # there is no 3-D Winograd route
+    (1, 1, 1, 0, dict(groups=3)),             # groups that divide no channels
+    (2, (2, 2), 'same', 0, {}),               # two strides for one axis
+    (2, 2, 'same', (1, 1), {}),               # two dilations for one axis
+    (4, (2, 1), 'same', 0, {}),
+    (4, 2, 'causal', 0, {}),
+    (4, 2, (1, 2), 0, {}),                    # two pad numbers for three axes
+]
+
+
+@pytest.mark.parametrize('bad', BAD_ND, ids=lambda bad: ND_CASES[bad[0]][0])
+def test_nd_errors_at_the_call(bad):
+    "A bad argument raises NumPy's error when the Dask function is called, computing nothing."
+    case, *bad_args, bad_options = bad
+    (forward, backward), X, W, X_lazy, args, options = nd_case(ND_CASES[case])
+    dZ = np.ones(forward(X, W, *args, **options).shape)
+    want = _error(lambda: forward(X, W, *bad_args, **bad_options))
+    with dask.config.set(scheduler=refuse):
+        assert _error(lambda: forward(X_lazy, W, *bad_args, **bad_options)) == want
+        assert _error(lambda: forward(X, da.from_array(W), *bad_args, **bad_options)) == want
+    want = _error(lambda: backward(dZ, X, W, *bad_args, **bad_options))
+    with dask.config.set(scheduler=refuse):
+        got = _error(lambda: backward(da.from_array(dZ, chunks=2), X_lazy, W, *bad_args,
+                                      **bad_options))
+    assert got == want
+
+
+@pytest.mark.parametrize('case', ND_CASES[::2], ids=case_id)
+def test_nd_dZ_shape_error_at_the_call(case):
+    (forward, backward), X, W, X_lazy, args, options = nd_case(case)
+    dZ = np.ones(forward(X, W, *args, **options).shape)[:, 1:]  # one position short on an axis
+    want = _error(lambda: backward(dZ, X, W, *args, **options))
+    with dask.config.set(scheduler=refuse):
+        assert _error(lambda: backward(da.from_array(dZ, chunks=2), X_lazy, W, *args,
+                                       **options)) == want

@@ -8,7 +8,7 @@ import pytest
 
 from convutils import conv1D_backward, conv2D, conv2D_backward, winograd
 from convutils.engine import conv_forward, kernel_grad
-from convutils.padding import check_conv
+from convutils.geometry import check_conv
 from convutils.winograd import choose_method, winograd_conv, winograd_conv1D, winograd_kernel_grad
 
 TOLERANCE = {np.float32: 2e-5, np.float64: 1e-12}  # worst |error| / max |reference|
@@ -50,7 +50,7 @@ def test_1D_matches_gemm_route(seed):
         pad = ['same', 'causal', 'valid', 2][trial % 4]
         try: X, W, g = check_conv(X, W, 1, pad, dilation, n_dims=3)
         except ValueError: continue
-        ref = conv_forward(X[:, None], W[None], g.as_2D())[:, 0]
+        ref = conv_forward(X, W, g)
         for m in (2, 4):
             Z = winograd_conv1D(X, W, g, m=m)
             assert Z.shape == ref.shape and Z.dtype == ref.dtype
@@ -278,7 +278,7 @@ def test_non_finite_values_reach_exactly_their_windows(seed):
     """A non-finite value in X or in dZ makes non-finite exactly the outputs, dX and dW entries whose
     sums hold it, on every route and in both dtypes; the expected places come from the same sums over
     finite indicators (1 where the value is bad, 0 elsewhere)."""
-    from convutils.padding import PAD_MODES
+    from convutils.geometry import PAD_MODES
     rng = np.random.default_rng(900 + seed)
     for trial in range(10):
         dtype, mode = (np.float32, np.float64)[trial % 2], PAD_MODES[trial % 5]
