@@ -280,7 +280,7 @@ def resolve_pad(pad,           # any accepted form
     return (sum(pads), 0) if pad == 'causal' else pads
 
 # %% ../nbs/00a_geometry.ipynb #0884a288
-_LAYOUTS = {3: ('(n_ex, l_in, in_ch)', '(kernel_width, in_ch, out_ch)',
+CONV_LAYOUTS = {3: ('(n_ex, l_in, in_ch)', '(kernel_width, in_ch, out_ch)',
                 'x.transpose(0, 2, 1) and w.transpose(2, 1, 0)'),
             4: ('(n_ex, in_rows, in_cols, in_ch)', '(kernel_rows, kernel_cols, in_ch, out_ch)',
                 'x.transpose(0, 2, 3, 1) and w.transpose(2, 3, 1, 0)'),
@@ -297,10 +297,10 @@ def check_conv_shapes(X_shape, # (n_ex, *spatial, in_ch): 1-, 2- or 3-D
                      ) -> tuple:
     "Check an input and a kernel shape belong together; return both as tuples of ints."
     n_x = len(X_shape) if hasattr(X_shape, '__len__') else None
-    if n_x not in ((n_dims,) if n_dims else _LAYOUTS):
-        layouts = ' or '.join(_LAYOUTS[k][0] for k in ((n_dims,) if n_dims else _LAYOUTS))
+    if n_x not in ((n_dims,) if n_dims else CONV_LAYOUTS):
+        layouts = ' or '.join(CONV_LAYOUTS[k][0] for k in ((n_dims,) if n_dims else CONV_LAYOUTS))
         raise ValueError(f"X_shape must be {layouts}, got {X_shape!r}")
-    X_layout, W_layout, from_torch = _LAYOUTS[n_x]
+    X_layout, W_layout, from_torch = CONV_LAYOUTS[n_x]
     X_shape = check_shape(X_shape, 'X_shape', X_layout, zero_first=True)
     W_shape = check_shape(W_shape, 'W_shape', W_layout)
     groups = check_int(groups, 'groups', 1)
@@ -321,8 +321,8 @@ def check_conv_shapes(X_shape, # (n_ex, *spatial, in_ch): 1-, 2- or 3-D
 def check_channels_last(X, name:str) -> np.ndarray:
     "`X` as an array of 3, 4 or 5 axes: a channels-last batch in 1, 2 or 3 dimensions; else raise."
     X = check_array(X, name, None)
-    if X.ndim not in _LAYOUTS:
-        layouts = ', '.join(layout for layout, *_ in _LAYOUTS.values())
+    if X.ndim not in CONV_LAYOUTS:
+        layouts = ', '.join(layout for layout, *_ in CONV_LAYOUTS.values())
         raise ValueError(f"{name} must be a 3-, 4- or 5-D array, {layouts}; got shape {X.shape}")
     return X
 
@@ -434,7 +434,7 @@ def check_conv(X, W,              # the input and the kernel, arrays or array-li
                groups=1,              # channel groups
               ) -> tuple:
     "Check a convolution's arrays and arguments; return `(X, W, geometry)`."
-    X_layout, W_layout, _ = _LAYOUTS[n_dims]
+    X_layout, W_layout, _ = CONV_LAYOUTS[n_dims]
     X = check_array(X, 'X', X_layout, numbers=True)
     W = check_array(W, 'W', W_layout, numbers=True)
     if not transposed:

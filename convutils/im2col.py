@@ -8,9 +8,8 @@ __all__ = ['window_view', 'im2col', 'col2im']
 # %% ../nbs/01_im2col.ipynb #0fa884ef
 import itertools, math
 import numpy as np
-from convutils.geometry import (
-    _LAYOUTS, OUT_NAMES, ConvGeometry, check_array, check_channels_last, check_shape, compact,
-    summing_dtype)
+from .geometry import (CONV_LAYOUTS, OUT_NAMES, ConvGeometry, check_array,
+                                check_channels_last, check_shape, compact, summing_dtype)
 from .engine import (add_taps, block_layouts, block_parts, fold_padding, read_block,
                               strided_windows)
 
@@ -36,7 +35,7 @@ def window_view(X_pad, kernel_shape, stride=1, dilation=0) -> np.ndarray:
         `(n_ex, out_rows, out_cols, kernel_rows, kernel_cols, in_ch)`
     """
     X_pad = check_channels_last(X_pad, 'X_pad')
-    kernel_layout = _LAYOUTS[X_pad.ndim][1].replace(', in_ch, out_ch', '')
+    kernel_layout = CONV_LAYOUTS[X_pad.ndim][1].replace(', in_ch, out_ch', '')
     kernel = check_shape(kernel_shape, 'kernel_shape', kernel_layout)
     g = ConvGeometry.of(X_pad.shape, (*kernel, X_pad.shape[-1], 1), stride, 0, dilation)
     windows = strided_windows(X_pad, g.kernel, g.out_dims, g.stride, g.dilation)
@@ -116,7 +115,7 @@ def col2im(X_col, X_shape, W_shape, pad, stride, dilation=0) -> np.ndarray:
     """
     g = ConvGeometry.of(X_shape, W_shape, stride, pad, dilation)
     n_ex, in_ch, n = g.n_ex, g.in_ch, g.n_axes
-    taps = _LAYOUTS[n + 2][1][1:-1].split(', ')[:-2]  # the kernel's axes, by name
+    taps = CONV_LAYOUTS[n + 2][1][1:-1].split(', ')[:-2]  # the kernel's axes, by name
     layout = f"({'*'.join(taps)}*in_ch, n_ex*{'*'.join(OUT_NAMES[n])})"
     X_col = check_array(X_col, 'X_col', layout)
     expected = (math.prod(g.kernel) * in_ch, n_ex * math.prod(g.out_dims))

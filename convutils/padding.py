@@ -9,7 +9,7 @@ __all__ = ['pad2D', 'pad1D', 'pad3D', 'calc_pad_dims_2D', 'calc_pad_dims_1D', 'c
 # %% ../nbs/00_padding.ipynb #ac79cb08
 import numpy as np
 from .geometry import (
-    OUT_NAMES, _LAYOUTS, ConvGeometry, check_array, check_dilation, check_int, check_mode,
+    OUT_NAMES, CONV_LAYOUTS, ConvGeometry, check_array, check_dilation, check_int, check_mode,
     check_shape, check_size, check_stride, pad_for_out, resolve_pad)
 
 # %% ../nbs/00_padding.ipynb #e9edcba1
@@ -17,13 +17,13 @@ def resolve_padding(pad, X_shape, kernel, stride, dilation, n_axes:int) -> tuple
     "`resolve_pad` for the functions that take the whole input shape (needed by the strings only)."
     in_dims = (1,) * n_axes  # a numeric pad needs no sizes
     if isinstance(pad, str) and pad in ('same', 'causal') and None not in (kernel, stride):
-        in_dims = check_shape(X_shape, 'X_shape', _LAYOUTS[n_axes + 2][0], zero_first=True)[1:-1]
+        in_dims = check_shape(X_shape, 'X_shape', CONV_LAYOUTS[n_axes + 2][0], zero_first=True)[1:-1]
     return resolve_pad(pad, in_dims, kernel, stride, dilation)
 
 # %% ../nbs/00_padding.ipynb #297bc157
 def pad_axes(X, pad, kernel, stride, dilation, mode, n_axes:int) -> tuple:
     "Pad the `n_axes` spatial axes of a channels-last batch: `(X_pad, (before, after) per axis)`."
-    X = check_array(X, 'X', _LAYOUTS[n_axes + 2][0])
+    X = check_array(X, 'X', CONV_LAYOUTS[n_axes + 2][0])
     pads = resolve_padding(pad, X.shape, kernel, stride, dilation, n_axes)
     widths = ((0, 0), *zip(pads[::2], pads[1::2]), (0, 0))
     check_size(tuple(n + sum(w) for n, w in zip(X.shape, widths)), 'padded input', pad=pad)
@@ -136,7 +136,7 @@ def mode_index(positions, n:int, mode:str):
 def pads_for_out(X_shape, out_dims:tuple, kernel:tuple, stride, dilation) -> tuple:
     "`(before, after)` per axis that makes a convolution of `X_shape` output `out_dims`."
     n_axes = len(out_dims)
-    in_dims = check_shape(X_shape, 'X_shape', _LAYOUTS[n_axes + 2][0], zero_first=True)[1:-1]
+    in_dims = check_shape(X_shape, 'X_shape', CONV_LAYOUTS[n_axes + 2][0], zero_first=True)[1:-1]
     stride, dilation = check_stride(stride, n_axes), check_dilation(dilation, n_axes)
     return sum((pad_for_out(*axis) for axis in
                 zip(in_dims, out_dims, kernel, stride, dilation, OUT_NAMES[n_axes])), ())
