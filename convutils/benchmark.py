@@ -1326,7 +1326,7 @@ def _workloads_help() -> str:
         "pooling (float32), one thread against all cores, and traces the peak memory of conv2D",
         "and of the 3-D calls. A line that calls what this convutils lacks is skipped, and listed",
         "under the table.",
-        "A full run takes about 6 minutes on 2 cores, and about 14 with --torch --jax;",
+        "A full run takes about 4 minutes on 2 cores, and about 12 with --torch --jax;",
         "--processes 1, --workloads B or --n-ex 1 make a quicker, rougher one."])
 
 def _parser(prog):
