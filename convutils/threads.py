@@ -37,8 +37,8 @@ def parse_thread_count(value, # the variable's text, or None when it is not set
 # %% ../nbs/04a_threads.ipynb #93cc1423
 @functools.cache
 def default_threads() -> int:
-    "The main thread's count: `CONVUTILS_NUM_THREADS` if it was set at import, else the cores."
-    return parse_thread_count(_env_value) or available_cores()
+    "The main thread's count: `CONVUTILS_NUM_THREADS` if it was set at import, else 1."
+    return parse_thread_count(_env_value) or 1
 
 # %% ../nbs/04a_threads.ipynb #21e72ce4
 class _ThreadState(threading.local):
@@ -55,7 +55,8 @@ def get_num_threads() -> int:
     -------
     n : int
         the count this thread set with `set_num_threads`; if it set none, `CONVUTILS_NUM_THREADS`
-        or the cores this process may use on the main thread, and 1 on any other thread; always
+        or 1 on the main thread (`available_cores()` is what the machine offers), and 1 on any
+        other thread; always
         1 inside a task that convutils is running
     """
     if _state.in_task: return 1
