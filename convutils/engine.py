@@ -237,11 +237,14 @@ def column_blocks(X,                # input (n_ex, *spatial, in_ch), unpadded
     deltas = copy_deltas((*g.kernel, in_ch), tuple(strides), tuple(d + 1 for d in dilations),
                          tuple(used), g.out_dims, max_positions, few, dtype)
     block_ex = blocks[0][0].stop - blocks[0][0].start
-    # blocks smaller than an example hold only the slab their windows read: one window along the
-    # axes before the block's band, the band's windows along its axis, whole axes after it
+    # blocks smaller than an example, whose padded example outgrows their columns, hold only the
+    # slab their windows read: one window along the axes before the block's band, the band's
+    # windows along its axis, whole axes after it
     band = max((a for a, s in enumerate(blocks[0][1:]) if s != slice(0, g.out_dims[a])),
                default=None)
-    slabs = band is not None and tuple(used) == g.span
+    padded_example = math.prod(used) * in_ch * dtype.itemsize
+    slabs = (band is not None and tuple(used) == g.span
+             and padded_example > max_positions * n_taps * dtype.itemsize)
     def span(a, count): return conv_span(count, g.kernel[a], strides[a], dilations[a])
     counts = [max(len(range(g.out_dims[a])[block[a + 1]]) for block in blocks) if slabs
               and a <= band else g.out_dims[a] for a in range(n_axes)]
