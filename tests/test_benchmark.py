@@ -152,8 +152,9 @@ def test_a_line_runs_once_its_function_exists(monkeypatch):
 
 def test_a_missing_or_failing_peer_leaves_the_line_without_it(monkeypatch):
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, 'find_spec',
-                        lambda name: None if name == 'jax' else find_spec(name))
+    present = object()  # PyTorch counts as installed, whether it is or not: its worker fails
+    monkeypatch.setattr(importlib.util, 'find_spec', lambda name: None if name == 'jax' else
+                        present if name == 'torch' else find_spec(name))
     def fresh(function, task, threads=None):
         if function == 'peer': raise RuntimeError("a benchmark worker process failed: ImportError")
     monkeypatch.setattr(benchmark, '_fresh', fresh)
