@@ -7,7 +7,7 @@ numbers mean nothing. The rest run in this process and measure nothing: how the 
 `run_benchmark`, and how a line is left out when the installed convutils lacks its function or a
 peer (PyTorch, JAX) is missing or fails.
 """
-import importlib.util
+import importlib.metadata, importlib.util
 import json
 import re
 import subprocess
@@ -155,6 +155,9 @@ def test_a_missing_or_failing_peer_leaves_the_line_without_it(monkeypatch):
     present = object()  # PyTorch counts as installed, whether it is or not: its worker fails
     monkeypatch.setattr(importlib.util, 'find_spec', lambda name: None if name == 'jax' else
                         present if name == 'torch' else find_spec(name))
+    version = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, 'version',
+                        lambda name: '0.0' if name == 'torch' else version(name))
     def fresh(function, task, threads=None):
         if function == 'peer': raise RuntimeError("a benchmark worker process failed: ImportError")
     monkeypatch.setattr(benchmark, '_fresh', fresh)
