@@ -17,7 +17,8 @@ def resolve_padding(pad, X_shape, kernel, stride, dilation, n_axes:int) -> tuple
     "`resolve_pad` for the functions that take the whole input shape (needed by the strings only)."
     in_dims = (1,) * n_axes  # a numeric pad needs no sizes
     if isinstance(pad, str) and pad in ('same', 'causal') and None not in (kernel, stride):
-        in_dims = check_shape(X_shape, 'X_shape', CONV_LAYOUTS[n_axes + 2][0], zero_first=True)[1:-1]
+        layout = CONV_LAYOUTS[n_axes + 2][0]
+        in_dims = check_shape(X_shape, 'X_shape', layout, zero_first=True)[1:-1]
     return resolve_pad(pad, in_dims, kernel, stride, dilation)
 
 # %% ../nbs/00_padding.ipynb #297bc157
