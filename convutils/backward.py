@@ -7,7 +7,6 @@ __all__ = ['conv2D_backward', 'depthwise_conv2D_backward', 'conv1D_backward', 'c
            'deconv1D_backward', 'deconv3D_backward']
 
 # %% ../nbs/06_backward.ipynb #3469a84a
-import dataclasses
 from functools import partial
 import numpy as np
 from .geometry import DZShapeError, check_conv, check_dZ, check_flag, summing_dtype

@@ -8,9 +8,9 @@ __all__ = ['conv2D_naive', 'conv2D', 'depthwise_conv2D', 'conv1D', 'conv3D', 'de
 # %% ../nbs/02_convolution.ipynb #36ce36e2
 import numpy as np
 from .geometry import (
-    ConvGeometry, check_array, check_conv, effective_kernel, summing_dtype)
+    check_array, check_conv, effective_kernel, summing_dtype)
 from .padding import pad2D
-from .engine import accepts_dask, conv_adjoint, conv_forward, is_dask
+from .engine import accepts_dask, conv_adjoint, is_dask
 from .winograd import conv_by_method
 
 # %% ../nbs/02_convolution.ipynb #02361b91

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from .geometry import ConvGeometry, conv_span, effective_kernel, summing_dtype
 from .padding import mode_index
-from .threads import get_num_threads, plan_workers, run_blocks, run_shares, sum_shares
+from .threads import plan_workers, run_blocks, run_shares, sum_shares
 
 # %% ../nbs/05_engine.ipynb #51aacea2
 def _per_axis(value, n_axes:int) -> tuple:

@@ -11,7 +11,7 @@ import itertools, math
 from dataclasses import dataclass
 import numpy as np
 from .geometry import (
-    check_array, check_axes, check_dZ, check_flag, check_int, check_out_dims, check_size,
+    check_array, check_axes, check_dZ, check_flag, check_out_dims, check_size,
     conv_out_len, resolve_pad, summing_dtype)
 from .engine import accepts_dask, output_blocks
 
